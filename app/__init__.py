@@ -1,0 +1,1 @@
+"""Memory: multi-tenant long-term memory for AI applications."""

@@ -1,0 +1,102 @@
+"""create_app(settings): the composition root. Wiring only."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from litestar import Litestar
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+
+from app.db.embedded import start_embedded
+from app.db.pools import TenantPools
+from app.health.routes import health, ready
+from app.http.errors import exception_handlers
+from app.http.middleware import RequestContextMiddleware
+from app.logging import configure_logging
+from app.memories.routes import MemoryController
+from app.providers.embeddings import LocalEmbedder, QueryEmbeddingCache, build_embedder
+from app.runtime import Runtime
+from app.search.routes import SearchController
+from app.settings import Settings
+from app.tenancy.routes import AdminController
+from app.tenancy.service import Platform
+
+
+async def build_runtime(settings: Settings) -> Runtime:
+    embedded = None
+    server_dsn = settings.database_url
+    if not server_dsn:
+        embedded = start_embedded(settings.data_dir)
+        server_dsn = embedded.dsn
+    platform = Platform(settings, server_dsn)
+    try:
+        await platform.start()
+    except BaseException:
+        if embedded is not None:
+            embedded.stop()
+        raise
+    pools = TenantPools(
+        dsn_for=platform.tenant_dsn,
+        min_size=settings.pool_min_size,
+        max_size=settings.pool_max_size,
+        idle_seconds=settings.pool_idle_seconds,
+        max_pools=settings.max_pools,
+        statement_timeout_ms=settings.statement_timeout_ms,
+    )
+    pools.start_reaper()
+    embedder = build_embedder(settings.mem)
+    cache = QueryEmbeddingCache(
+        embedder, size=settings.mem.embedding_cache_size, ttl_seconds=settings.mem.embedding_cache_ttl_seconds
+    )
+    return Runtime(settings, platform, pools, embedder, cache, embedded)
+
+
+async def close_runtime(runtime: Runtime) -> None:
+    await runtime.pools.close()
+    await runtime.embedder.close()
+    await runtime.platform.stop()
+    if runtime.embedded is not None:
+        runtime.embedded.stop()
+
+
+def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litestar:
+    """Build the service. Pass a runtime to share one (tests); otherwise the app owns its own."""
+    configure_logging(settings.log_format, settings.log_level)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncGenerator[None]:
+        owned = runtime is None
+        rt = runtime or await build_runtime(settings)
+        app.state["runtime"] = rt
+        if owned and isinstance(rt.embedder, LocalEmbedder):
+            await rt.embedder.warm_up()
+        try:
+            yield
+        finally:
+            if owned:
+                await close_runtime(rt)
+
+    handlers: list[Any] = [health, ready, AdminController, PrometheusController]
+    if settings.mem.enabled:
+        # With the module off, /mem/v1 does not exist: every path there is a 404.
+        handlers += [MemoryController, SearchController]
+    prometheus = PrometheusConfig(app_name="memory", prefix="memory", group_path=True, exclude=["/metrics"])
+    return Litestar(
+        route_handlers=handlers,
+        lifespan=[lifespan],
+        middleware=[RequestContextMiddleware, prometheus.middleware],
+        exception_handlers=exception_handlers(),
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=OpenAPIConfig(
+            title="Memory",
+            version="0.1.0",
+            description="Long-term memory for AI applications: the /mem/v1 API and platform admin.",
+            path="/docs",
+            render_plugins=[SwaggerRenderPlugin()],
+        ),
+        debug=False,
+    )

@@ -1,0 +1,112 @@
+"""Authentication declared once, as Litestar dependencies and guards."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import jwt
+import structlog
+from litestar import Request
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
+
+from app.auth.scope import MemoryAuthScope
+from app.auth.tokens import USER_ROLE, unverified_ref, verify_api_key, verify_user_token
+from app.db.session import TenantSession
+from app.errors import Conflict, Forbidden, Unauthorized
+from app.http.middleware import TENANT_SCOPE_KEY
+from app.memories.service import MemoryDeps
+from app.runtime import Runtime
+from app.tenancy.models import Tenant
+
+log = structlog.get_logger(__name__)
+
+
+def runtime_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Runtime:
+    return connection.app.state["runtime"]  # type: ignore[no-any-return]
+
+
+def _bearer(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
+    value = connection.headers.get("authorization", "")
+    scheme, _, token = value.partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+async def _jwks(runtime: Runtime, tenant: Tenant) -> jwt.PyJWKSet | None:
+    inline = runtime.platform.jwks_for(tenant)
+    if inline is not None or not tenant.jwks_url:
+        return inline
+    client = runtime.jwks_clients.get(tenant.ref)
+    if client is None:
+        client = jwt.PyJWKClient(tenant.jwks_url, cache_jwk_set=True, lifespan=300, timeout=5)
+        runtime.jwks_clients[tenant.ref] = client
+    try:
+        return await asyncio.to_thread(client.get_jwk_set)
+    except jwt.PyJWKClientError as exc:
+        raise Unauthorized("The tenant's JWKS could not be fetched.", code="jwks_unavailable") from exc
+
+
+async def provide_scope(request: Request[Any, Any, Any]) -> MemoryAuthScope:
+    runtime = runtime_of(request)
+    api_key = request.headers.get("apikey")
+    if not api_key:
+        raise Unauthorized("The apikey header is missing: send your tenant's anon or service_role key.",
+                           code="missing_api_key")
+    ref = unverified_ref(api_key)
+    tenant = await runtime.platform.find_tenant(ref) if ref else None
+    if tenant is None or tenant.status != "active":
+        raise Unauthorized("The API key is not valid.", code="invalid_api_key")
+    role = verify_api_key(api_key, tenant.jwt_secret, tenant.ref)
+    request.scope.setdefault("state", {})[TENANT_SCOPE_KEY] = tenant.ref
+    structlog.contextvars.bind_contextvars(tenant=tenant.ref)
+    if not tenant.has_mem_schema:
+        raise Conflict(
+            "This tenant has no memory schema yet.",
+            code="mem_schema_missing",
+            hint="POST /auth/v1/admin/init/mem-schema?dbKey=<ref> creates it.",
+        )
+    if role == "service_role":
+        return MemoryAuthScope(tenant_ref=tenant.ref, role="service_role", user_id=None)
+    token = _bearer(request)
+    if token is None or hmac.compare_digest(token, api_key):
+        raise Forbidden(
+            "Anonymous callers may not use the memory API: send a signed-in user's access token as "
+            "'Authorization: Bearer <jwt>', or use the service_role key from your backend.",
+            code="anonymous_not_allowed",
+        )
+    claims = verify_user_token(token, secret=tenant.jwt_secret, jwks=await _jwks(runtime, tenant))
+    if claims.role != USER_ROLE:
+        # A service_role or anon JWT in the Bearer never raises privilege: authority comes from apikey.
+        raise Forbidden("The bearer token is not a signed-in user's access token.", code="not_a_user_token")
+    return MemoryAuthScope(tenant_ref=tenant.ref, role=USER_ROLE, user_id=claims.sub, session_id=claims.session_id)
+
+
+async def provide_db(request: Request[Any, Any, Any], auth: MemoryAuthScope) -> AsyncGenerator[TenantSession]:
+    """The request owns the transaction: commit when the handler returns, roll back when it raises."""
+    pool = await runtime_of(request).pools.get(auth.tenant_ref)
+    session = TenantSession(pool)
+    try:
+        yield session
+    except BaseException:
+        await session.finish(commit=False)
+        raise
+    else:
+        await session.finish(commit=True)
+
+
+async def provide_deps(request: Request[Any, Any, Any], auth: MemoryAuthScope) -> MemoryDeps:
+    runtime = runtime_of(request)
+    tenant = await runtime.platform.find_tenant(auth.tenant_ref)
+    assert tenant is not None and tenant.embedding_dims is not None
+    return runtime.memory_deps(tenant.embedding_dims)
+
+
+def admin_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    expected = runtime_of(connection).settings.admin_key
+    token = _bearer(connection)
+    if not expected or token is None or not hmac.compare_digest(token.encode(), expected.encode()):
+        raise Unauthorized("Admin endpoints need 'Authorization: Bearer <platform admin key>'.",
+                           code="invalid_admin_key")

@@ -1,0 +1,1 @@
+"""Database plumbing shared by every area: the embedded server, DSNs, pools, SQL files."""

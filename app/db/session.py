@@ -1,0 +1,43 @@
+"""The request's unit of work on a tenant database."""
+
+from __future__ import annotations
+
+import asyncpg
+from asyncpg.transaction import Transaction
+
+
+class TenantSession:
+    """One connection and one transaction, opened on first use and ended by the owner of the request.
+
+    Lazy so that a request can call a model provider before it holds a pooled connection.
+    """
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+        self._conn: asyncpg.pool.PoolConnectionProxy | None = None
+        self._tx: Transaction | None = None
+
+    async def connection(self) -> asyncpg.Connection:
+        if self._conn is None:
+            conn = await self._pool.acquire()
+            try:
+                tx = conn.transaction()
+                await tx.start()
+            except BaseException:
+                await self._pool.release(conn)
+                raise
+            self._conn, self._tx = conn, tx
+        return self._conn  # type: ignore[return-value]
+
+    async def finish(self, *, commit: bool) -> None:
+        conn, tx = self._conn, self._tx
+        self._conn = self._tx = None
+        if conn is None or tx is None:
+            return
+        try:
+            if commit:
+                await tx.commit()
+            else:
+                await tx.rollback()
+        finally:
+            await self._pool.release(conn)

@@ -1,0 +1,113 @@
+"""The one error tree of the service: each class carries its HTTP status and a stable code."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class AppError(Exception):
+    status_code: int = 500
+    code: str = "internal_error"
+    message: str = "The server could not complete the request."
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        code: str | None = None,
+        details: Any = None,
+        hint: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.message = message or type(self).message
+        if code is not None:
+            self.code = code
+        self.details = details
+        self.hint = hint
+        self.headers = headers or {}
+        super().__init__(self.message)
+
+    def to_body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.details is not None:
+            body["details"] = self.details
+        if self.hint is not None:
+            body["hint"] = self.hint
+        return body
+
+
+class BadRequest(AppError):
+    status_code = 400
+    code = "bad_request"
+    message = "The request is not valid."
+
+
+class ValidationFailed(AppError):
+    status_code = 422
+    code = "validation_failed"
+    message = "The request body or parameters failed validation."
+
+
+class InvalidFilter(BadRequest):
+    code = "invalid_filter"
+    message = "The filters are not valid."
+
+
+class Unauthorized(AppError):
+    status_code = 401
+    code = "unauthorized"
+    message = "A valid API key is required."
+
+
+class Forbidden(AppError):
+    status_code = 403
+    code = "forbidden"
+    message = "This caller may not do that."
+
+
+class NotFound(AppError):
+    status_code = 404
+    code = "not_found"
+    message = "Not found."
+
+
+class Conflict(AppError):
+    status_code = 409
+    code = "conflict"
+    message = "The request conflicts with the current state."
+
+
+class PayloadTooLarge(AppError):
+    status_code = 413
+    code = "payload_too_large"
+    message = "The request body is too large."
+
+
+class NotImplementedYet(AppError):
+    status_code = 501
+    code = "not_implemented"
+    message = "This feature is not available yet."
+
+
+class ProviderError(AppError):
+    status_code = 502
+    code = "provider_error"
+    message = "The model provider failed to answer."
+
+
+class ProviderUnavailable(AppError):
+    status_code = 503
+    code = "provider_unavailable"
+    message = "The model provider is unavailable; try again later."
+
+
+class ProviderTimeout(AppError):
+    status_code = 504
+    code = "provider_timeout"
+    message = "The model provider did not answer in time."
+
+
+class DatabaseUnavailable(AppError):
+    status_code = 503
+    code = "database_unavailable"
+    message = "The database is unavailable; try again later."

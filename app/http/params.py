@@ -1,0 +1,42 @@
+"""Shared parsing of query parameters: camelCase aliases and JSON-encoded filters."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from litestar import Request
+
+from app.errors import BadRequest, InvalidFilter
+
+_CAMEL = {"user_id": "userId", "agent_id": "agentId", "run_id": "runId"}
+
+
+def owner_ids(request: Request[Any, Any, Any], **given: str | None) -> dict[str, str | None]:
+    """user_id / agent_id / run_id from the declared query parameters or their camelCase aliases."""
+    out: dict[str, str | None] = {}
+    for name, value in given.items():
+        out[name] = value if value is not None else request.query_params.get(_CAMEL[name])
+    return out
+
+
+def json_filters(raw: str | None) -> dict[str, Any] | None:
+    if raw is None or raw == "":
+        return None
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise InvalidFilter("The filters query parameter must be a JSON object.") from exc
+    if not isinstance(value, dict):
+        raise InvalidFilter("The filters query parameter must be a JSON object.")
+    return value
+
+
+def flag(raw: str | None, name: str) -> bool:
+    if raw is None:
+        return False
+    if raw.lower() in ("1", "true", "yes"):
+        return True
+    if raw.lower() in ("0", "false", "no"):
+        return False
+    raise BadRequest(f"{name} must be true or false.", code="invalid_parameter")

@@ -1,0 +1,334 @@
+"""SQL for mem.memories, mem.memory_history, entity links, session messages and config.
+
+Every query names its owner: the owner clause comes from `owner_clause`, built from the
+Owner the service resolved, and is ANDed into each WHERE. A service bug therefore cannot
+read across owners through this module.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import numpy as np
+
+from app.auth.scope import OWNER_FIELDS, Owner
+
+MEMORY_COLUMNS = """m.id, m.memory, m.user_id, m.agent_id, m.run_id, m.memory_type, m.metadata,
+    m.hash, m.actor_id, m.role, m.expires_at, m.created_at, m.updated_at"""
+
+LIVE = "m.deleted_at IS NULL"
+NOT_EXPIRED = "(m.expires_at IS NULL OR m.expires_at > now())"
+
+
+@dataclass(frozen=True)
+class Clause:
+    sql: str
+    params: list[Any]
+
+
+def owner_clause(owner: Owner, first_param: int, alias: str = "m") -> Clause:
+    """`alias.user_id = $n AND ...` for the ids the owner sets; TRUE for a tenant-wide service scope.
+
+    Building the text per combination (instead of `$1 IS NULL OR user_id = $1`) keeps each
+    prepared statement's plan able to use the owner indexes.
+    """
+    parts, params = [], []
+    for field in OWNER_FIELDS:
+        value = getattr(owner, field)
+        if value is not None:
+            params.append(value)
+            parts.append(f"{alias}.{field} = ${first_param + len(params) - 1}")
+    return Clause(" AND ".join(parts) if parts else "TRUE", params)
+
+
+def visibility(include_expired: bool) -> str:
+    return LIVE if include_expired else f"{LIVE} AND {NOT_EXPIRED}"
+
+
+async def insert_memory(
+    conn: asyncpg.Connection,
+    owner: Owner,
+    *,
+    memory: str,
+    embedding: np.ndarray,
+    hash_: str,
+    memory_type: str,
+    metadata: dict[str, Any],
+    actor_id: str | None,
+    role: str | None,
+    expires_at: datetime | None,
+) -> asyncpg.Record:
+    return await conn.fetchrow(
+        f"""INSERT INTO mem.memories AS m (user_id, agent_id, run_id, memory, embedding, hash, memory_type,
+                metadata, actor_id, role, expires_at)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+            RETURNING {MEMORY_COLUMNS}""",
+        owner.user_id,
+        owner.agent_id,
+        owner.run_id,
+        memory,
+        embedding,
+        hash_,
+        memory_type,
+        metadata,
+        actor_id,
+        role,
+        expires_at,
+    )
+
+
+async def find_live_by_hash(conn: asyncpg.Connection, owner: Owner, hash_: str) -> asyncpg.Record | None:
+    clause = owner_clause(owner, 2)
+    return await conn.fetchrow(
+        f"SELECT {MEMORY_COLUMNS} FROM mem.memories m WHERE m.hash = $1 AND {clause.sql} AND {LIVE} LIMIT 1",
+        hash_,
+        *clause.params,
+    )
+
+
+async def find_by_id_for_owner(
+    conn: asyncpg.Connection, memory_id: UUID, owner: Owner, *, include_deleted: bool = False, for_update: bool = False
+) -> asyncpg.Record | None:
+    clause = owner_clause(owner, 2)
+    live = "" if include_deleted else f" AND {LIVE}"
+    lock = " FOR UPDATE" if for_update else ""
+    return await conn.fetchrow(
+        f"SELECT {MEMORY_COLUMNS} FROM mem.memories m WHERE m.id = $1 AND {clause.sql}{live}{lock}",
+        memory_id,
+        *clause.params,
+    )
+
+
+async def list_for_owner(
+    conn: asyncpg.Connection,
+    owner: Owner,
+    *,
+    filter_sql: str,
+    filter_params: Sequence[Any],
+    include_expired: bool,
+    limit: int,
+    offset: int,
+) -> tuple[list[asyncpg.Record], int]:
+    """One page, newest first, and the total the filters match (so pagination never hides rows)."""
+    clause = owner_clause(owner, 1)
+    n = len(clause.params)
+    where = f"{clause.sql} AND {visibility(include_expired)} AND ({_shift(filter_sql, n)})"
+    params = [*clause.params, *filter_params]
+    total = await conn.fetchval(f"SELECT count(*) FROM mem.memories m WHERE {where}", *params)
+    rows = await conn.fetch(
+        f"""SELECT {MEMORY_COLUMNS} FROM mem.memories m WHERE {where}
+            ORDER BY m.created_at DESC, m.id DESC
+            LIMIT ${len(params) + 1} OFFSET ${len(params) + 2}""",
+        *params,
+        limit,
+        offset,
+    )
+    return list(rows), int(total)
+
+
+def _shift(sql: str, by: int) -> str:
+    """Renumber $n placeholders of a fragment compiled from $1 so it follows `by` earlier params."""
+    if by == 0:
+        return sql
+    return re.sub(r"\$(\d+)", lambda m: f"${int(m.group(1)) + by}", sql)
+
+
+async def update_memory(
+    conn: asyncpg.Connection,
+    memory_id: UUID,
+    owner: Owner,
+    *,
+    memory: str,
+    embedding: np.ndarray | None,
+    hash_: str,
+    metadata: dict[str, Any],
+) -> asyncpg.Record | None:
+    """Replace text and metadata; a None embedding keeps the stored one (the text did not change)."""
+    clause = owner_clause(owner, 6)
+    return await conn.fetchrow(
+        f"""UPDATE mem.memories m
+            SET memory = $2, embedding = coalesce($3, m.embedding), hash = $4, metadata = $5,
+                updated_at = now()
+            WHERE m.id = $1 AND {clause.sql} AND {LIVE}
+            RETURNING {MEMORY_COLUMNS}""",
+        memory_id,
+        memory,
+        embedding,
+        hash_,
+        metadata,
+        *clause.params,
+    )
+
+
+async def soft_delete(conn: asyncpg.Connection, memory_id: UUID, owner: Owner) -> asyncpg.Record | None:
+    clause = owner_clause(owner, 2)
+    return await conn.fetchrow(
+        f"""UPDATE mem.memories m SET deleted_at = now(), updated_at = now()
+            WHERE m.id = $1 AND {clause.sql} AND {LIVE}
+            RETURNING {MEMORY_COLUMNS}""",
+        memory_id,
+        *clause.params,
+    )
+
+
+async def soft_delete_matching(
+    conn: asyncpg.Connection, owner: Owner, *, filter_sql: str, filter_params: Sequence[Any]
+) -> list[asyncpg.Record]:
+    clause = owner_clause(owner, 1)
+    n = len(clause.params)
+    return list(
+        await conn.fetch(
+            f"""UPDATE mem.memories m SET deleted_at = now(), updated_at = now()
+                WHERE {clause.sql} AND {LIVE} AND ({_shift(filter_sql, n)})
+                RETURNING {MEMORY_COLUMNS}""",
+            *clause.params,
+            *filter_params,
+        )
+    )
+
+
+async def unlink_entities(conn: asyncpg.Connection, memory_ids: Sequence[UUID]) -> None:
+    """Remove entity links of memories the caller has already resolved within its owner."""
+    await conn.execute("DELETE FROM mem.entity_links WHERE memory_id = ANY($1::uuid[])", list(memory_ids))
+
+
+async def insert_history(conn: asyncpg.Connection, rows: Sequence[dict[str, Any]]) -> None:
+    await conn.executemany(
+        """INSERT INTO mem.memory_history (memory_id, user_id, agent_id, run_id, event, old_memory,
+               new_memory, actor)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)""",
+        [
+            (
+                r["memory_id"],
+                r["user_id"],
+                r["agent_id"],
+                r["run_id"],
+                r["event"],
+                r.get("old_memory"),
+                r.get("new_memory"),
+                r["actor"],
+            )
+            for r in rows
+        ],
+    )
+
+
+async def history_for_owner(conn: asyncpg.Connection, memory_id: UUID, owner: Owner) -> list[asyncpg.Record]:
+    clause = owner_clause(owner, 2, alias="h")
+    return list(
+        await conn.fetch(
+            f"""SELECT h.id, h.memory_id, h.event, h.old_memory, h.new_memory, h.actor, h.created_at
+                FROM mem.memory_history h
+                WHERE h.memory_id = $1 AND {clause.sql}
+                ORDER BY h.id""",
+            memory_id,
+            *clause.params,
+        )
+    )
+
+
+async def entities_for_memory(conn: asyncpg.Connection, memory_id: UUID, owner: Owner) -> list[asyncpg.Record]:
+    clause = owner_clause(owner, 2, alias="e")
+    return list(
+        await conn.fetch(
+            f"""SELECT e.id, e.text, e.entity_type, e.user_id, e.agent_id, e.run_id, e.created_at
+                FROM mem.entity_links l JOIN mem.entities e ON e.id = l.entity_id
+                WHERE l.memory_id = $1 AND {clause.sql}
+                ORDER BY lower(e.text)""",
+            memory_id,
+            *clause.params,
+        )
+    )
+
+
+async def record_session_messages(
+    conn: asyncpg.Connection, owner: Owner, messages: Sequence[tuple[str, str | None, str]], window: int
+) -> None:
+    """Append a turn and keep only the last `window` messages of this conversation scope."""
+    await conn.executemany(
+        """INSERT INTO mem.session_messages (user_id, agent_id, run_id, role, name, content)
+           VALUES ($1, $2, $3, $4, $5, $6)""",
+        [(owner.user_id, owner.agent_id, owner.run_id, role, name, content) for role, name, content in messages],
+    )
+    await conn.execute(
+        """DELETE FROM mem.session_messages s
+           WHERE s.user_id IS NOT DISTINCT FROM $1 AND s.agent_id IS NOT DISTINCT FROM $2
+             AND s.run_id IS NOT DISTINCT FROM $3
+             AND s.id < (SELECT min(id) FROM (
+                   SELECT id FROM mem.session_messages k
+                   WHERE k.user_id IS NOT DISTINCT FROM $1 AND k.agent_id IS NOT DISTINCT FROM $2
+                     AND k.run_id IS NOT DISTINCT FROM $3
+                   ORDER BY id DESC LIMIT $4) AS keep)""",
+        owner.user_id,
+        owner.agent_id,
+        owner.run_id,
+        window,
+    )
+
+
+async def stats_for_owner(conn: asyncpg.Connection, owner: Owner, *, top_users: bool) -> dict[str, Any]:
+    clause = owner_clause(owner, 1)
+    eclause = owner_clause(owner, 1, alias="e")
+    hclause = owner_clause(owner, 1, alias="h")
+    memories = await conn.fetchval(
+        f"SELECT count(*) FROM mem.memories m WHERE {clause.sql} AND {LIVE}", *clause.params
+    )
+    entities = await conn.fetchval(f"SELECT count(*) FROM mem.entities e WHERE {eclause.sql}", *eclause.params)
+    events = await conn.fetch(
+        f"""SELECT h.event, count(*) AS n FROM mem.memory_history h
+            WHERE {hclause.sql} AND h.created_at > now() - interval '24 hours'
+            GROUP BY h.event""",
+        *hclause.params,
+    )
+    out: dict[str, Any] = {
+        "memories": int(memories),
+        "entities": int(entities),
+        "last_24h": {"adds": 0, "updates": 0, "deletes": 0},
+    }
+    names = {"ADD": "adds", "UPDATE": "updates", "DELETE": "deletes"}
+    for row in events:
+        out["last_24h"][names[row["event"]]] = int(row["n"])
+    if top_users:
+        rows = await conn.fetch(
+            f"""SELECT m.user_id, count(*) AS memories FROM mem.memories m
+                WHERE {clause.sql} AND {LIVE} AND m.user_id IS NOT NULL
+                GROUP BY m.user_id ORDER BY count(*) DESC, m.user_id LIMIT 10""",
+            *clause.params,
+        )
+        out["top_users"] = [{"user_id": r["user_id"], "memories": int(r["memories"])} for r in rows]
+    return out
+
+
+async def read_config(conn: asyncpg.Connection) -> asyncpg.Record:
+    return await conn.fetchrow("SELECT embedding_dims, fts_config, settings, updated_at FROM mem.config")
+
+
+async def write_config(conn: asyncpg.Connection, settings: dict[str, Any]) -> asyncpg.Record:
+    return await conn.fetchrow(
+        """UPDATE mem.config SET settings = $1, updated_at = now()
+           RETURNING embedding_dims, fts_config, settings, updated_at""",
+        settings,
+    )
+
+
+async def reset_tenant(conn: asyncpg.Connection) -> None:
+    await conn.execute("SELECT mem.reset()")
+
+
+async def table_counts(conn: asyncpg.Connection) -> dict[str, int]:
+    """Row counts of every mem table (tenant-wide): for reset checks and tests."""
+    row = await conn.fetchrow(
+        """SELECT (SELECT count(*) FROM mem.memories) AS memories,
+                  (SELECT count(*) FROM mem.memory_history) AS memory_history,
+                  (SELECT count(*) FROM mem.entities) AS entities,
+                  (SELECT count(*) FROM mem.entity_links) AS entity_links,
+                  (SELECT count(*) FROM mem.session_messages) AS session_messages,
+                  (SELECT count(*) FROM mem.config) AS config"""
+    )
+    return {k: int(v) for k, v in dict(row).items()}

@@ -1,0 +1,445 @@
+"""The rules of the memory store: who may touch what, what gets written, and its history."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from uuid import UUID
+
+import structlog
+from prometheus_client import Counter
+
+from app.auth.scope import MemoryAuthScope, Owner
+from app.db.session import TenantSession
+from app.errors import BadRequest, Forbidden, NotFound, NotImplementedYet, ProviderError
+from app.memories import repo
+from app.memories.filters import compile_filters
+from app.memories.schemas import (
+    MAX_MEMORY_CHARS,
+    MAX_MESSAGES,
+    AddMemoryRequest,
+    Message,
+    UpdateMemoryRequest,
+    entity_view,
+    history_view,
+    memory_view,
+    normalise_memory_type,
+)
+from app.providers.embeddings import Embedder, QueryEmbeddingCache
+from app.settings import MemSettings
+
+log = structlog.get_logger(__name__)
+
+PIPELINE_EVENTS = Counter("memory_pipeline_events_total", "Memory mutations by event", ["event"])
+
+# Per-tenant overrides that PUT /config accepts: key -> (type check, description of range).
+CONFIG_KEYS: dict[str, tuple[type, float, float]] = {
+    "search.default-top-k": (int, 1, 100),
+    "search.entity-boost-enabled": (bool, 0, 1),
+    "memory.short-term-ttl-hours": (float, 0.01, 24 * 365),
+    "session.window-size": (int, 0, 500),
+    "history.enabled": (bool, 0, 1),
+}
+FIXED_CONFIG_KEYS = ("embedding.dimensions", "search.fts-config")
+
+
+@dataclass(frozen=True)
+class MemoryDeps:
+    """What the memory service needs besides the request: providers and settings."""
+
+    settings: MemSettings
+    embedder: Embedder
+    query_cache: QueryEmbeddingCache
+    tenant_dims: int
+    chat_available: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    def check_dimensions(self) -> None:
+        if self.embedder.dimensions != self.tenant_dims:
+            raise ProviderError(
+                f"The embedding provider gives {self.embedder.dimensions} dimensions but this tenant "
+                f"stores {self.tenant_dims}.",
+                code="embedding_dimension_mismatch",
+            )
+
+
+def content_hash(text: str) -> str:
+    """md5 of the normalised text (mem0 uses md5): the same fact twice is a duplicate."""
+    normalised = re.sub(r"\s+", " ", text).strip().lower()
+    return hashlib.md5(normalised.encode()).hexdigest()
+
+
+def _message_text(message: Message, notes: list[str]) -> str:
+    if isinstance(message.content, str):
+        return message.content
+    parts = []
+    for part in message.content:
+        if part.type == "text" and part.text:
+            parts.append(part.text)
+        elif part.type in ("image_url", "image"):
+            notes.append("An image part was dropped: image description needs a vision-capable chat provider.")
+    return "\n".join(parts)
+
+
+def _expiry(request: AddMemoryRequest, memory_type: str, ttl_hours: float) -> datetime | None:
+    now = datetime.now(UTC)
+    if request.expiration_date is not None:
+        text = request.expiration_date.strip()
+        try:
+            if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+                # A date means "through that day" (UTC).
+                expires = datetime.combine(date.fromisoformat(text) + timedelta(days=1), time(), UTC)
+            else:
+                expires = datetime.fromisoformat(text.replace("Z", "+00:00"))
+                if expires.tzinfo is None:
+                    expires = expires.replace(tzinfo=UTC)
+        except ValueError as exc:
+            raise BadRequest(
+                "expiration_date must be an ISO 8601 date or date-time.", code="invalid_expiration_date"
+            ) from exc
+        if expires <= now:
+            raise BadRequest("expiration_date must be in the future.", code="invalid_expiration_date")
+        return expires
+    if memory_type == "SHORT_TERM":
+        return now + timedelta(hours=ttl_hours)
+    return None
+
+
+async def _overrides(db: TenantSession) -> dict[str, Any]:
+    row = await repo.read_config(await db.connection())
+    return dict(row["settings"]) if row else {}
+
+
+async def add_memories(
+    db: TenantSession, scope: MemoryAuthScope, request: AddMemoryRequest, deps: MemoryDeps
+) -> dict[str, Any]:
+    owner = scope.owner(request.user_id, request.agent_id, request.run_id, require_owner=True)
+    memory_type = normalise_memory_type(request.memory_type) or "LONG_TERM"
+    metadata = dict(request.metadata or {})
+    notes: list[str] = []
+    messages = [Message(role="user", content=request.messages)] if isinstance(request.messages, str) else request.messages
+    if not messages:
+        raise BadRequest("messages must not be empty.", code="empty_messages")
+    if len(messages) > MAX_MESSAGES:
+        raise BadRequest(f"At most {MAX_MESSAGES} messages per request.", code="too_many_messages")
+    for m in messages:
+        if m.role not in ("user", "assistant", "system", "tool"):
+            raise BadRequest(f"Unknown message role {m.role!r}.", code="invalid_message_role")
+
+    if request.infer and deps.chat_available:
+        raise NotImplementedYet(
+            "Fact extraction (infer=true) with a chat provider is not available yet; send infer=false.",
+            code="pipeline_not_available",
+        )
+    if request.infer:
+        notes.append("No chat provider is configured: messages were stored verbatim, as with infer=false.")
+
+    turn = [(m.role, m.name, _message_text(m, notes)) for m in messages if m.role != "system"]
+    facts = [(role, name, text.strip()) for role, name, text in turn if text.strip()]
+    for _, _, text in facts:
+        if len(text) > MAX_MEMORY_CHARS:
+            raise BadRequest(f"A message is longer than {MAX_MEMORY_CHARS} characters.", code="message_too_long")
+
+    conn = await db.connection()
+    overrides = await _overrides(db)
+    ttl = float(overrides.get("memory.short-term-ttl-hours", deps.settings.short_term_ttl_hours))
+    expires_at = _expiry(request, memory_type, ttl)
+
+    # Drop exact duplicates (within the request and against stored memories) before embedding.
+    results: list[dict[str, Any]] = []
+    new: list[tuple[str | None, str | None, str, str]] = []
+    seen: set[str] = set()
+    for role, name, text in facts:
+        digest = content_hash(text)
+        if digest in seen:
+            continue
+        seen.add(digest)
+        existing = await repo.find_live_by_hash(conn, owner, digest)
+        if existing is not None:
+            results.append({"id": str(existing["id"]), "memory": existing["memory"], "event": "NONE"})
+            PIPELINE_EVENTS.labels("NONE").inc()
+        else:
+            new.append((role, name, text, digest))
+
+    if new:
+        deps.check_dimensions()
+        vectors = await deps.embedder.embed([text for _, _, text, _ in new])
+        history = []
+        for (role, name, text, digest), vector in zip(new, vectors, strict=True):
+            row = await repo.insert_memory(
+                conn,
+                owner,
+                memory=text,
+                embedding=vector,
+                hash_=digest,
+                memory_type=memory_type,
+                metadata=metadata,
+                actor_id=name,
+                role=role,
+                expires_at=expires_at,
+            )
+            results.append(
+                {"id": str(row["id"]), "memory": text, "event": "ADD", "memory_type": memory_type}
+            )
+            history.append(_history(row, "ADD", None, text, scope))
+            PIPELINE_EVENTS.labels("ADD").inc()
+        await _write_history(conn, history, overrides, deps)
+
+    window = int(overrides.get("session.window-size", deps.settings.session_window_size))
+    if turn and window > 0:
+        await repo.record_session_messages(conn, owner, turn, window)
+    log.info("memories_added", added=len(new), unchanged=len(results) - len(new))
+    body: dict[str, Any] = {"results": results}
+    if notes:
+        body["notes"] = sorted(set(notes))
+    return body
+
+
+def _history(row: Any, event: str, old: str | None, new: str | None, scope: MemoryAuthScope) -> dict[str, Any]:
+    return {
+        "memory_id": row["id"],
+        "user_id": row["user_id"],
+        "agent_id": row["agent_id"],
+        "run_id": row["run_id"],
+        "event": event,
+        "old_memory": old,
+        "new_memory": new,
+        "actor": scope.actor,
+    }
+
+
+async def _write_history(conn: Any, rows: list[dict[str, Any]], overrides: dict[str, Any], deps: MemoryDeps) -> None:
+    if rows and overrides.get("history.enabled", deps.settings.history_enabled):
+        await repo.insert_history(conn, rows)
+
+
+def _page(page: int | None, page_size: int | None, max_page_size: int) -> tuple[int, int]:
+    page = 1 if page is None else page
+    page_size = 50 if page_size is None else page_size
+    if page < 1:
+        raise BadRequest("page starts at 1.", code="invalid_page")
+    if not 1 <= page_size <= max_page_size:
+        raise BadRequest(f"page_size must be between 1 and {max_page_size}.", code="invalid_page_size")
+    return page, page_size
+
+
+def compile_scoped_filters(
+    scope: MemoryAuthScope, filters: dict[str, Any] | None, memory_type: str | None
+) -> tuple[str, list[Any]]:
+    """The caller's filters (plus memory_type) as SQL from $1; a user may not name another user."""
+    combined: dict[str, Any] = dict(filters or {})
+    if memory_type is not None:
+        combined = {"AND": [combined, {"memory_type": normalise_memory_type(memory_type)}]} if combined else {
+            "memory_type": normalise_memory_type(memory_type)
+        }
+    compiled = compile_filters(combined or None, first_param=1)
+    scope.check_named_users(compiled.owner_values.get("user_id", set()))
+    return compiled.sql, list(compiled.params)
+
+
+async def list_memories(
+    db: TenantSession,
+    scope: MemoryAuthScope,
+    owner_ids: dict[str, str | None],
+    *,
+    memory_type: str | None,
+    filters: dict[str, Any] | None,
+    page: int | None,
+    page_size: int | None,
+    include_expired: bool,
+    deps: MemoryDeps,
+) -> dict[str, Any]:
+    owner = scope.owner(**owner_ids)
+    page, page_size = _page(page, page_size, deps.settings.list_max_page_size)
+    sql, params = compile_scoped_filters(scope, filters, memory_type)
+    rows, total = await repo.list_for_owner(
+        await db.connection(),
+        owner,
+        filter_sql=sql,
+        filter_params=params,
+        include_expired=include_expired,
+        limit=page_size,
+        offset=(page - 1) * page_size,
+    )
+    return {"results": [memory_view(r) for r in rows], "total": total, "page": page, "page_size": page_size}
+
+
+async def _find(db: TenantSession, scope: MemoryAuthScope, memory_id: UUID, **kwargs: Any) -> Any:
+    row = await repo.find_by_id_for_owner(await db.connection(), memory_id, scope.owner(), **kwargs)
+    if row is None:
+        raise NotFound("No memory with this id.", code="memory_not_found")
+    return row
+
+
+async def get_memory(db: TenantSession, scope: MemoryAuthScope, memory_id: UUID) -> dict[str, Any]:
+    return memory_view(await _find(db, scope, memory_id))
+
+
+async def update_memory(
+    db: TenantSession, scope: MemoryAuthScope, memory_id: UUID, request: UpdateMemoryRequest, deps: MemoryDeps
+) -> dict[str, Any]:
+    if request.text is not None and request.memory is not None and request.text != request.memory:
+        raise BadRequest("Give the new text as text or memory, not both.", code="conflicting_fields")
+    text = request.text if request.text is not None else request.memory
+    if text is None and request.metadata is None:
+        raise BadRequest("Nothing to update: give text and/or metadata.", code="empty_update")
+    if text is not None:
+        text = text.strip()
+        if not text:
+            raise BadRequest("text must not be empty.", code="empty_text")
+        if len(text) > MAX_MEMORY_CHARS:
+            raise BadRequest(f"text is longer than {MAX_MEMORY_CHARS} characters.", code="text_too_long")
+    current = await _find(db, scope, memory_id, for_update=True)
+    owner = scope.owner()
+    new_text = text if text is not None else current["memory"]
+    if text is not None and text != current["memory"]:
+        deps.check_dimensions()
+        (embedding,) = await deps.embedder.embed([text])
+    else:
+        embedding = None
+    conn = await db.connection()
+    row = await repo.update_memory(
+        conn,
+        memory_id,
+        owner,
+        memory=new_text,
+        embedding=embedding,
+        hash_=content_hash(new_text),
+        metadata=request.metadata if request.metadata is not None else current["metadata"],
+    )
+    if row is None:
+        raise NotFound("No memory with this id.", code="memory_not_found")
+    await _write_history(
+        conn, [_history(row, "UPDATE", current["memory"], new_text, scope)], await _overrides(db), deps
+    )
+    PIPELINE_EVENTS.labels("UPDATE").inc()
+    return memory_view(row)
+
+
+async def delete_memory(db: TenantSession, scope: MemoryAuthScope, memory_id: UUID, deps: MemoryDeps) -> dict[str, Any]:
+    conn = await db.connection()
+    row = await repo.soft_delete(conn, memory_id, scope.owner())
+    if row is None:
+        raise NotFound("No memory with this id.", code="memory_not_found")
+    await repo.unlink_entities(conn, [row["id"]])
+    await _write_history(conn, [_history(row, "DELETE", row["memory"], None, scope)], await _overrides(db), deps)
+    PIPELINE_EVENTS.labels("DELETE").inc()
+    return {"id": str(memory_id), "message": "Memory deleted successfully!"}
+
+
+async def delete_all_memories(
+    db: TenantSession,
+    scope: MemoryAuthScope,
+    owner_ids: dict[str, str | None],
+    filters: dict[str, Any] | None,
+    deps: MemoryDeps,
+) -> dict[str, Any]:
+    # Never "everything": an owner id is required even for service_role (reset is the tool for that).
+    owner = scope.owner(**owner_ids, require_owner=True)
+    sql, params = compile_scoped_filters(scope, filters, None)
+    conn = await db.connection()
+    rows = await repo.soft_delete_matching(conn, owner, filter_sql=sql, filter_params=params)
+    if rows:
+        await repo.unlink_entities(conn, [r["id"] for r in rows])
+        await _write_history(
+            conn, [_history(r, "DELETE", r["memory"], None, scope) for r in rows], await _overrides(db), deps
+        )
+        PIPELINE_EVENTS.labels("DELETE").inc(len(rows))
+    log.info("memories_deleted", count=len(rows))
+    return {"message": "Memories deleted successfully!", "deleted": len(rows)}
+
+
+async def memory_history(db: TenantSession, scope: MemoryAuthScope, memory_id: UUID) -> list[dict[str, Any]]:
+    # History stays readable after a delete, but only for the memory's owner.
+    await _find(db, scope, memory_id, include_deleted=True)
+    rows = await repo.history_for_owner(await db.connection(), memory_id, scope.owner())
+    return [history_view(r) for r in rows]
+
+
+async def memory_entities(db: TenantSession, scope: MemoryAuthScope, memory_id: UUID) -> dict[str, Any]:
+    await _find(db, scope, memory_id)
+    rows = await repo.entities_for_memory(await db.connection(), memory_id, scope.owner())
+    return {"results": [entity_view(r) for r in rows]}
+
+
+async def stats(db: TenantSession, scope: MemoryAuthScope, owner_ids: dict[str, str | None]) -> dict[str, Any]:
+    owner = scope.owner(**owner_ids)
+    return await repo.stats_for_owner(await db.connection(), owner, top_users=scope.is_service)
+
+
+def _require_service(scope: MemoryAuthScope, what: str) -> None:
+    if not scope.is_service:
+        raise Forbidden(f"{what} needs the service_role key.", code="service_role_required")
+
+
+def _config_view(row: Any, deps: MemoryDeps) -> dict[str, Any]:
+    overrides = dict(row["settings"])
+    s = deps.settings
+    effective = {
+        "search.default-top-k": s.search_default_top_k,
+        "search.entity-boost-enabled": s.search_entity_boost_enabled,
+        "memory.short-term-ttl-hours": s.short_term_ttl_hours,
+        "session.window-size": s.session_window_size,
+        "history.enabled": s.history_enabled,
+    }
+    effective.update(overrides)
+    return {
+        "embedding_dimensions": row["embedding_dims"],
+        "fts_config": row["fts_config"],
+        "embedding_provider": s.embedding_provider,
+        "embedding_model": s.embedding_model,
+        "chat_provider": s.chat_provider,
+        "settings": effective,
+        "overrides": overrides,
+        "updated_at": row["updated_at"].isoformat().replace("+00:00", "Z"),
+    }
+
+
+async def get_config(db: TenantSession, scope: MemoryAuthScope, deps: MemoryDeps) -> dict[str, Any]:
+    _require_service(scope, "Reading the memory config")
+    return _config_view(await repo.read_config(await db.connection()), deps)
+
+
+async def put_config(
+    db: TenantSession, scope: MemoryAuthScope, changes: dict[str, Any], deps: MemoryDeps
+) -> dict[str, Any]:
+    """Merge overrides; a null value removes one. Only whitelisted keys, each range-checked."""
+    _require_service(scope, "Changing the memory config")
+    for key, value in changes.items():
+        if key in FIXED_CONFIG_KEYS:
+            raise BadRequest(f"{key} is fixed when the tenant is initialised.", code="config_key_fixed")
+        if key not in CONFIG_KEYS:
+            raise BadRequest(
+                f"Unknown config key {key!r}; allowed: {', '.join(sorted(CONFIG_KEYS))}.", code="unknown_config_key"
+            )
+        if value is None:
+            continue
+        kind, low, high = CONFIG_KEYS[key]
+        ok = (
+            isinstance(value, bool)
+            if kind is bool
+            else isinstance(value, int | float) and not isinstance(value, bool) and (kind is float or isinstance(value, int))
+        )
+        if not ok or (kind is not bool and not low <= value <= high):
+            raise BadRequest(
+                f"{key} must be a {kind.__name__}" + ("" if kind is bool else f" between {low:g} and {high:g}") + ".",
+                code="invalid_config_value",
+            )
+    conn = await db.connection()
+    overrides = dict((await repo.read_config(conn))["settings"])
+    for key, value in changes.items():
+        if value is None:
+            overrides.pop(key, None)
+        else:
+            overrides[key] = value
+    return _config_view(await repo.write_config(conn, overrides), deps)
+
+
+async def reset(db: TenantSession, scope: MemoryAuthScope) -> dict[str, Any]:
+    _require_service(scope, "Reset")
+    await repo.reset_tenant(await db.connection())
+    log.warning("tenant_memory_reset")
+    return {"message": "All memories of this tenant were deleted; config was kept."}

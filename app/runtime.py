@@ -1,0 +1,33 @@
+"""Everything a running service holds: built by create_app's lifespan, torn down with it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.db.embedded import EmbeddedPostgres
+from app.db.pools import TenantPools
+from app.memories.service import MemoryDeps
+from app.providers.embeddings import Embedder, QueryEmbeddingCache
+from app.settings import Settings
+from app.tenancy.service import Platform
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    platform: Platform
+    pools: TenantPools
+    embedder: Embedder
+    query_cache: QueryEmbeddingCache
+    embedded: EmbeddedPostgres | None = None
+    jwks_clients: dict[str, Any] = field(default_factory=dict)
+
+    def memory_deps(self, tenant_dims: int) -> MemoryDeps:
+        return MemoryDeps(
+            settings=self.settings.mem,
+            embedder=self.embedder,
+            query_cache=self.query_cache,
+            tenant_dims=tenant_dims,
+            chat_available=self.settings.mem.chat_provider != "none",
+        )

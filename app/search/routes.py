@@ -1,0 +1,27 @@
+"""POST /mem/v1/search."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, post
+from litestar.status_codes import HTTP_200_OK
+
+from app.auth.scope import MemoryAuthScope
+from app.db.session import TenantSession
+from app.memories.routes import MEMORY_DEPENDENCIES
+from app.memories.schemas import SearchRequest, decode_body
+from app.memories.service import MemoryDeps
+from app.search import service
+
+
+class SearchController(Controller):
+    path = "/mem/v1"
+    tags = ["search"]
+    dependencies = MEMORY_DEPENDENCIES
+
+    @post("/search", status_code=HTTP_200_OK, summary="Search an owner's memories")
+    async def search(
+        self, data: dict[str, Any], auth: MemoryAuthScope, db: TenantSession, deps: MemoryDeps
+    ) -> dict[str, Any]:
+        return await service.search(db, auth, decode_body(data, SearchRequest), deps)

@@ -1,0 +1,253 @@
+"""Settings: config/default.yaml, then config/<MEMORY_ENV>.yaml, then environment variables.
+
+Nothing here runs at import time: `load_settings()` builds a `Settings`, and tests
+construct one directly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+CONFIG_DIR = PROJECT_ROOT / "config"
+
+CHAT_PROVIDERS = ("openai", "anthropic", "generic", "none")
+EMBEDDING_PROVIDERS = ("local", "openai", "generic")
+FTS_CONFIG_PATTERN = r"^[a-z_][a-z0-9_]{0,62}$"
+
+
+class SettingsError(ValueError):
+    """A setting has a value the service cannot run with."""
+
+
+@dataclass(frozen=True)
+class MemSettings:
+    enabled: bool = True
+    chat_provider: str = "none"
+    embedding_provider: str = "local"
+    embedding_model: str = "all-MiniLM-L6-v2"
+    embedding_dimensions: int = 384
+    embedding_base_url: str | None = None
+    embedding_api_key: str | None = field(default=None, repr=False)
+    embedding_cache_size: int = 10_000
+    embedding_cache_ttl_seconds: float = 3600.0
+    embedding_batch_size: int = 64
+    chat_model: str = "gpt-4o-mini"
+    chat_base_url: str | None = None
+    chat_api_key: str | None = field(default=None, repr=False)
+    provider_timeout_seconds: float = 30.0
+    provider_max_retries: int = 2
+    provider_concurrency: int = 8
+    search_default_top_k: int = 10
+    search_max_top_k: int = 100
+    search_entity_boost_enabled: bool = True
+    search_fts_config: str = "simple"
+    short_term_ttl_hours: float = 24.0
+    session_window_size: int = 20
+    history_enabled: bool = True
+    list_max_page_size: int = 100
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str = "default"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_url: str | None = None
+    max_body_bytes: int = 1_048_576
+    database_url: str | None = field(default=None, repr=False)
+    data_dir: Path = PROJECT_ROOT / ".data"
+    pool_min_size: int = 1
+    pool_max_size: int = 10
+    pool_idle_seconds: float = 300.0
+    max_pools: int = 100
+    statement_timeout_ms: int = 15_000
+    admin_key: str | None = field(default=None, repr=False)
+    log_format: str = "auto"
+    log_level: str = "info"
+    mem: MemSettings = field(default_factory=MemSettings)
+
+    @property
+    def api_url(self) -> str:
+        return self.public_url or f"http://{self.host}:{self.port}"
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    def replace_mem(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, mem=dataclasses.replace(self.mem, **changes))
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"not a boolean: {value!r}")
+
+
+def _optional_str(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+# (config key, Settings attribute, converter, environment variable)
+# A "mem." attribute lives on Settings.mem. nubase.mem.* keys take their environment name
+# from the key itself: nubase.mem.search.default-top-k -> NUBASE_MEM_SEARCH_DEFAULT_TOP_K.
+_KEYS: list[tuple[str, str, Callable[[Any], Any], str | None]] = [
+    ("server.host", "host", str, "HOST"),
+    ("server.port", "port", int, "PORT"),
+    ("server.public-url", "public_url", _optional_str, "PUBLIC_URL"),
+    ("server.max-body-bytes", "max_body_bytes", int, "MEM_MAX_BODY_BYTES"),
+    ("database.url", "database_url", _optional_str, "DATABASE_URL"),
+    ("database.data-dir", "data_dir", Path, "MEM_DATA_DIR"),
+    ("database.pool-min-size", "pool_min_size", int, "MEM_POOL_MIN_SIZE"),
+    ("database.pool-max-size", "pool_max_size", int, "MEM_POOL_MAX_SIZE"),
+    ("database.pool-idle-seconds", "pool_idle_seconds", float, "MEM_POOL_IDLE_SECONDS"),
+    ("database.max-pools", "max_pools", int, "MEM_MAX_POOLS"),
+    ("database.statement-timeout-ms", "statement_timeout_ms", int, "MEM_STATEMENT_TIMEOUT_MS"),
+    ("platform.admin-key", "admin_key", _optional_str, "MEM_ADMIN_KEY"),
+    ("log.format", "log_format", str, "LOG_FORMAT"),
+    ("log.level", "log_level", str, "LOG_LEVEL"),
+    ("nubase.mem.enabled", "mem.enabled", _bool, None),
+    ("nubase.mem.chat-provider", "mem.chat_provider", str, None),
+    ("nubase.mem.embedding-provider", "mem.embedding_provider", str, None),
+    ("nubase.mem.embedding.model", "mem.embedding_model", str, None),
+    ("nubase.mem.embedding.dimensions", "mem.embedding_dimensions", int, None),
+    ("nubase.mem.embedding.base-url", "mem.embedding_base_url", _optional_str, None),
+    ("nubase.mem.embedding.cache-size", "mem.embedding_cache_size", int, None),
+    ("nubase.mem.embedding.cache-ttl-seconds", "mem.embedding_cache_ttl_seconds", float, None),
+    ("nubase.mem.embedding.batch-size", "mem.embedding_batch_size", int, None),
+    ("nubase.mem.chat.model", "mem.chat_model", str, None),
+    ("nubase.mem.chat.base-url", "mem.chat_base_url", _optional_str, None),
+    ("nubase.mem.provider.timeout-seconds", "mem.provider_timeout_seconds", float, None),
+    ("nubase.mem.provider.max-retries", "mem.provider_max_retries", int, None),
+    ("nubase.mem.provider.concurrency", "mem.provider_concurrency", int, None),
+    ("nubase.mem.search.default-top-k", "mem.search_default_top_k", int, None),
+    ("nubase.mem.search.max-top-k", "mem.search_max_top_k", int, None),
+    ("nubase.mem.search.entity-boost-enabled", "mem.search_entity_boost_enabled", _bool, None),
+    ("nubase.mem.search.fts-config", "mem.search_fts_config", str, None),
+    ("nubase.mem.memory.short-term-ttl-hours", "mem.short_term_ttl_hours", float, None),
+    ("nubase.mem.session.window-size", "mem.session_window_size", int, None),
+    ("nubase.mem.history.enabled", "mem.history_enabled", _bool, None),
+    ("nubase.mem.list.max-page-size", "mem.list_max_page_size", int, None),
+]
+
+
+def env_name(key: str, explicit: str | None) -> str:
+    return explicit or key.upper().replace(".", "_").replace("-", "_")
+
+
+def _lookup(tree: Mapping[str, Any], dotted: str) -> tuple[bool, Any]:
+    node: Any = tree
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return False, None
+        node = node[part]
+    return True, node
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    loaded = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(loaded, dict):
+        raise SettingsError(f"{path} must hold a mapping")
+    return loaded
+
+
+def _secret(environ: Mapping[str, str], *names: str) -> str | None:
+    """A provider key from the environment, or from the file named by <NAME>_FILE."""
+    for name in names:
+        if environ.get(name):
+            return environ[name]
+        file_path = environ.get(f"{name}_FILE")
+        if file_path:
+            return Path(file_path).read_text().strip() or None
+    return None
+
+
+def load_settings(environ: Mapping[str, str] | None = None, config_dir: Path | None = None) -> Settings:
+    environ = os.environ if environ is None else environ
+    config_dir = config_dir or CONFIG_DIR
+    env = environ.get("MEMORY_ENV", "default")
+    tree = _read_yaml(config_dir / "default.yaml")
+    if env != "default":
+        tree = _merge(tree, _read_yaml(config_dir / f"{env}.yaml"))
+
+    top: dict[str, Any] = {"env": env}
+    mem: dict[str, Any] = {}
+    for key, attr, convert, explicit_env in _KEYS:
+        found, value = _lookup(tree, key)
+        name = env_name(key, explicit_env)
+        if name in environ:
+            found, value = True, environ[name]
+        if not found:
+            continue
+        try:
+            converted = convert(value) if value is not None or convert is _optional_str else None
+        except (TypeError, ValueError) as exc:
+            raise SettingsError(f"setting {key} ({name}) has a bad value: {exc}") from exc
+        if converted is None and convert is not _optional_str:
+            continue
+        if attr.startswith("mem."):
+            mem[attr.removeprefix("mem.")] = converted
+        else:
+            top[attr] = converted
+
+    mem["embedding_api_key"] = _secret(environ, "NUBASE_MEM_EMBEDDING_API_KEY", "OPENAI_API_KEY")
+    mem["chat_api_key"] = _secret(
+        environ,
+        "NUBASE_MEM_CHAT_API_KEY",
+        "ANTHROPIC_API_KEY" if mem.get("chat_provider") == "anthropic" else "OPENAI_API_KEY",
+    )
+    top["admin_key"] = top.get("admin_key") or _secret(environ, "MEM_ADMIN_KEY")
+    data_dir = top.get("data_dir")
+    if isinstance(data_dir, Path) and not data_dir.is_absolute():
+        top["data_dir"] = PROJECT_ROOT / data_dir
+    settings = Settings(**top, mem=MemSettings(**mem))
+    validate(settings)
+    return settings
+
+
+def validate(settings: Settings) -> None:
+    mem = settings.mem
+    if mem.chat_provider not in CHAT_PROVIDERS:
+        raise SettingsError(f"nubase.mem.chat-provider must be one of {CHAT_PROVIDERS}, not {mem.chat_provider!r}")
+    if mem.embedding_provider not in EMBEDDING_PROVIDERS:
+        raise SettingsError(
+            f"nubase.mem.embedding-provider must be one of {EMBEDDING_PROVIDERS}, not {mem.embedding_provider!r}"
+        )
+    if not 1 <= mem.embedding_dimensions <= 2000:
+        raise SettingsError("nubase.mem.embedding.dimensions must be between 1 and 2000 (HNSW's limit)")
+    if mem.embedding_provider == "local" and mem.embedding_dimensions != 384:
+        raise SettingsError("the local embedder (all-MiniLM-L6-v2) gives 384 dimensions")
+    if not re.match(FTS_CONFIG_PATTERN, mem.search_fts_config):
+        raise SettingsError(f"nubase.mem.search.fts-config {mem.search_fts_config!r} is not a valid name")
+    if not 1 <= mem.search_default_top_k <= mem.search_max_top_k:
+        raise SettingsError("nubase.mem.search.default-top-k must be between 1 and max-top-k")
+    if settings.log_format not in ("json", "console", "auto"):
+        raise SettingsError("log.format must be json, console or auto")

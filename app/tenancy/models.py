@@ -1,0 +1,48 @@
+"""What the platform knows about a tenant."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+REF_PATTERN = re.compile(r"^[a-z][a-z0-9]{2,39}$")
+
+
+@dataclass(frozen=True)
+class Tenant:
+    ref: str
+    name: str
+    db_url: str | None
+    db_name: str
+    owner_role: str
+    app_role: str
+    app_role_password: str
+    jwt_secret: str
+    jwks_url: str | None
+    jwks: dict[str, Any] | None
+    anon_key: str
+    service_role_key: str
+    status: str
+    embedding_dims: int | None
+    fts_config: str | None
+    mem_schema_version: int | None
+    created_at: datetime
+
+    @property
+    def has_mem_schema(self) -> bool:
+        return self.mem_schema_version is not None
+
+    def public_view(self) -> dict[str, Any]:
+        """What the admin API shows: no secrets beyond the tenant's own keys."""
+        return {
+            "ref": self.ref,
+            "name": self.name,
+            "status": self.status,
+            "database": self.db_name,
+            "embedding_dimensions": self.embedding_dims,
+            "fts_config": self.fts_config,
+            "mem_schema_version": self.mem_schema_version,
+            "created_at": self.created_at.isoformat(),
+        }
