@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from litestar import Litestar
+from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
@@ -69,16 +70,17 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litesta
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncGenerator[None]:
-        owned = runtime is None
-        rt = runtime or await build_runtime(settings)
+        if runtime is not None:  # shared and owned by the caller
+            yield
+            return
+        rt = await build_runtime(settings)
         app.state["runtime"] = rt
-        if owned and isinstance(rt.embedder, LocalEmbedder):
+        if isinstance(rt.embedder, LocalEmbedder):
             await rt.embedder.warm_up()
         try:
             yield
         finally:
-            if owned:
-                await close_runtime(rt)
+            await close_runtime(rt)
 
     handlers: list[Any] = [health, ready, AdminController, PrometheusController]
     if settings.mem.enabled:
@@ -98,5 +100,6 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litesta
             path="/docs",
             render_plugins=[SwaggerRenderPlugin()],
         ),
+        state=State({"runtime": runtime} if runtime is not None else {}),
         debug=False,
     )
