@@ -1,0 +1,150 @@
+"""The product as a user meets it: `python -m app serve` as a real process, the real local
+embedder (all-MiniLM-L6-v2), and a scripted session over HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+import pytest_asyncio
+
+from app.db.dsn import with_database
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def service_env(database_url: str) -> dict[str, str]:
+    name = f"memory_e2e_{secrets.token_hex(4)}"
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NUBASE_", "MEM_"))}
+    env.update(
+        DATABASE_URL=with_database(database_url, name),
+        HOST="127.0.0.1",
+        PORT=str(_free_port()),
+        MEM_ADMIN_KEY="e2e-admin-" + secrets.token_hex(16),
+        NUBASE_MEM_EMBEDDING_PROVIDER="local",
+        LOG_FORMAT="json",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+@pytest.fixture
+def service(service_env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    url = f"http://127.0.0.1:{service_env['PORT']}"
+    log = (tmp_path / "service.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app", "serve"], cwd=ROOT, env=service_env, stdout=log, stderr=subprocess.STDOUT
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                pytest.fail(f"the service exited early:\n{(tmp_path / 'service.log').read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.3)
+        else:
+            pytest.fail("the service did not become ready in 120 s")
+        yield url, proc
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def test_a_scripted_session_against_the_running_service(service, service_env, tmp_path):
+    url, proc = service
+    status = subprocess.run(
+        [sys.executable, "-m", "app", "status", "--json"],
+        cwd=ROOT, env=service_env, capture_output=True, text=True, timeout=120, check=True,
+    )
+    keys = json.loads(status.stdout)
+    assert set(keys) >= {"api_url", "anon_key", "service_role_key", "jwt_secret", "admin_key"}
+    assert keys["api_url"] == url
+    assert keys["admin_key"] == service_env["MEM_ADMIN_KEY"]
+    banner = (tmp_path / "service.log").read_text()
+    assert keys["service_role_key"] in banner and keys["anon_key"] in banner, "make run prints the keys"
+
+    h = {"apikey": keys["service_role_key"]}
+    with httpx.Client(base_url=url, headers=h, timeout=30) as c:
+        added = []
+        for text in ("Alice is allergic to peanuts", "Alice's favourite programming language is Rust"):
+            r = c.post("/mem/v1/memories", json={"messages": [{"role": "user", "content": text}],
+                                                 "user_id": "alice", "infer": False})
+            assert r.status_code == 200, r.text
+            assert r.headers["x-request-id"]
+            (item,) = r.json()["results"]
+            assert item["event"] == "ADD" and item["memory"] == text
+            added.append(item["id"])
+
+        listing = c.get("/mem/v1/memories", params={"user_id": "alice"}).json()
+        assert listing["total"] == 2
+        assert {m["id"] for m in listing["results"]} == set(added)
+
+        # The real MiniLM model must rank the peanut fact first for a food question.
+        found = c.post("/mem/v1/search", json={"query": "What food can't Alice eat?", "user_id": "alice"}).json()
+        assert [m["id"] for m in found["results"]][0] == added[0]
+        assert 0 < found["results"][0]["score"] <= 1
+
+        updated = c.put(f"/mem/v1/memories/{added[1]}", json={"text": "Alice's favourite language is Python"})
+        assert updated.status_code == 200, updated.text
+        assert updated.json()["memory"] == "Alice's favourite language is Python"
+        history = c.get(f"/mem/v1/memories/{added[1]}/history").json()
+        assert [e["event"] for e in history] == ["ADD", "UPDATE"]
+        assert history[1]["old_memory"] == "Alice's favourite programming language is Rust"
+        assert history[1]["new_memory"] == "Alice's favourite language is Python"
+
+        assert c.delete(f"/mem/v1/memories/{added[1]}").status_code == 200
+        history = c.get(f"/mem/v1/memories/{added[1]}/history").json()
+        assert [e["event"] for e in history] == ["ADD", "UPDATE", "DELETE"]
+        assert c.get(f"/mem/v1/memories/{added[1]}").status_code == 404
+
+        deleted = c.delete("/mem/v1/memories", params={"user_id": "alice"})
+        assert deleted.status_code == 200 and deleted.json()["deleted"] == 1
+        assert c.get("/mem/v1/memories", params={"user_id": "alice"}).json() == {
+            "results": [], "total": 0, "page": 1, "page_size": 50
+        }
+
+        metrics = httpx.get(f"{url}/metrics").text
+        assert 'memory_pipeline_events_total{event="ADD"} 2.0' in metrics
+        assert httpx.get(f"{url}/docs/openapi.json").json()["info"]["title"] == "Memory"
+
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=30) == 0
+    log_text = (tmp_path / "service.log").read_text()
+    lines = [json.loads(line) for line in log_text.splitlines() if line.startswith("{")]
+    finished = [line for line in lines if line.get("event") == "request_finished"]
+    assert finished and all("request_id" in line and "duration_ms" in line for line in finished)
+    assert any(line.get("tenant") == "demo" for line in finished)
+    # The banner prints the keys once; no log line carries a key or a token.
+    assert not any(keys["service_role_key"] in line or keys["anon_key"] in line for line in map(json.dumps, lines))
