@@ -91,7 +91,7 @@ def _banner(info: dict[str, Any]) -> str:
         "  Try it:",
         f"    curl -s {info['api_url']}/mem/v1/memories -H 'apikey: <service_role key>' \\",
         "      -H 'content-type: application/json' \\",
-        "      -d '{\"messages\": \"I prefer TypeScript\", \"user_id\": \"alice\"}'",
+        '      -d \'{"messages": "I prefer TypeScript", "user_id": "alice"}\'',
         "",
     ]
     return "\n".join(lines)
@@ -118,8 +118,23 @@ def cmd_serve(settings: Settings) -> int:
 def cmd_status(settings: Settings, as_json: bool) -> int:
     info = asyncio.run(_demo_status(settings))
     if as_json:
-        print(json.dumps({k: info[k] for k in ("api_url", "anon_key", "service_role_key", "jwt_secret",
-                                                "admin_key", "tenant_ref", "sample_user_jwt")}, indent=2))
+        print(
+            json.dumps(
+                {
+                    k: info[k]
+                    for k in (
+                        "api_url",
+                        "anon_key",
+                        "service_role_key",
+                        "jwt_secret",
+                        "admin_key",
+                        "tenant_ref",
+                        "sample_user_jwt",
+                    )
+                },
+                indent=2,
+            )
+        )
     else:
         print(_banner(info))
     return 0
@@ -130,8 +145,15 @@ def cmd_tenant_create(settings: Settings, name: str, ref: str | None) -> int:
         return await platform.create_tenant(name, ref=ref)
 
     tenant = asyncio.run(_with_platform(settings, action))
-    print(json.dumps({**tenant.public_view(), **{k: v for k, v in _keys(settings, tenant).items()
-                                                  if k not in ("docs_url",)}}, indent=2))
+    print(
+        json.dumps(
+            {
+                **tenant.public_view(),
+                **{k: v for k, v in _keys(settings, tenant).items() if k not in ("docs_url",)},
+            },
+            indent=2,
+        )
+    )
     return 0
 
 
@@ -156,7 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_format, "warning" if args.command in ("status", "tenant") else settings.log_level)
+    configure_logging(
+        settings.log_format, "warning" if args.command in ("status", "tenant") else settings.log_level
+    )
     try:
         if args.command == "status":
             return cmd_status(settings, args.json)

@@ -236,10 +236,13 @@ def load_settings(environ: Mapping[str, str] | None = None, config_dir: Path | N
 def validate(settings: Settings) -> None:
     mem = settings.mem
     if mem.chat_provider not in CHAT_PROVIDERS:
-        raise SettingsError(f"nubase.mem.chat-provider must be one of {CHAT_PROVIDERS}, not {mem.chat_provider!r}")
+        raise SettingsError(
+            f"nubase.mem.chat-provider must be one of {CHAT_PROVIDERS}, not {mem.chat_provider!r}"
+        )
     if mem.embedding_provider not in EMBEDDING_PROVIDERS:
         raise SettingsError(
-            f"nubase.mem.embedding-provider must be one of {EMBEDDING_PROVIDERS}, not {mem.embedding_provider!r}"
+            f"nubase.mem.embedding-provider must be one of {EMBEDDING_PROVIDERS}, "
+            f"not {mem.embedding_provider!r}"
         )
     if not 1 <= mem.embedding_dimensions <= 2000:
         raise SettingsError("nubase.mem.embedding.dimensions must be between 1 and 2000 (HNSW's limit)")

@@ -26,7 +26,8 @@ log = structlog.get_logger(__name__)
 
 
 def runtime_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Runtime:
-    return connection.app.state["runtime"]  # type: ignore[no-any-return]
+    runtime: Runtime = connection.app.state["runtime"]
+    return runtime
 
 
 def _bearer(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
@@ -53,8 +54,10 @@ async def provide_scope(request: Request[Any, Any, Any]) -> MemoryAuthScope:
     runtime = runtime_of(request)
     api_key = request.headers.get("apikey")
     if not api_key:
-        raise Unauthorized("The apikey header is missing: send your tenant's anon or service_role key.",
-                           code="missing_api_key")
+        raise Unauthorized(
+            "The apikey header is missing: send your tenant's anon or service_role key.",
+            code="missing_api_key",
+        )
     ref = unverified_ref(api_key)
     tenant = await runtime.platform.find_tenant(ref) if ref else None
     if tenant is None or tenant.status != "active":
@@ -81,7 +84,9 @@ async def provide_scope(request: Request[Any, Any, Any]) -> MemoryAuthScope:
     if claims.role != USER_ROLE:
         # A service_role or anon JWT in the Bearer never raises privilege: authority comes from apikey.
         raise Forbidden("The bearer token is not a signed-in user's access token.", code="not_a_user_token")
-    return MemoryAuthScope(tenant_ref=tenant.ref, role=USER_ROLE, user_id=claims.sub, session_id=claims.session_id)
+    return MemoryAuthScope(
+        tenant_ref=tenant.ref, role=USER_ROLE, user_id=claims.sub, session_id=claims.session_id
+    )
 
 
 async def provide_db(request: Request[Any, Any, Any], auth: MemoryAuthScope) -> AsyncGenerator[TenantSession]:
@@ -108,5 +113,6 @@ def admin_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHand
     expected = runtime_of(connection).settings.admin_key
     token = _bearer(connection)
     if not expected or token is None or not hmac.compare_digest(token.encode(), expected.encode()):
-        raise Unauthorized("Admin endpoints need 'Authorization: Bearer <platform admin key>'.",
-                           code="invalid_admin_key")
+        raise Unauthorized(
+            "Admin endpoints need 'Authorization: Bearer <platform admin key>'.", code="invalid_admin_key"
+        )

@@ -59,7 +59,9 @@ class MemoryAuthScope:
             if value is not None and (not isinstance(value, str) or not value.strip()):
                 raise BadRequest(f"{name} must be a non-empty string.", code="invalid_owner_id")
             if value is not None and len(value) > MAX_ID_LENGTH:
-                raise BadRequest(f"{name} is longer than {MAX_ID_LENGTH} characters.", code="invalid_owner_id")
+                raise BadRequest(
+                    f"{name} is longer than {MAX_ID_LENGTH} characters.", code="invalid_owner_id"
+                )
         if not self.is_service:
             if user_id is not None and user_id != self.user_id:
                 raise Forbidden(

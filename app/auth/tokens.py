@@ -113,7 +113,9 @@ def verify_user_token(token: str, *, secret: str, jwks: jwt.PyJWKSet | None) -> 
             raise Unauthorized("The bearer token is signed by an unknown key.", code="invalid_token")
         key = matching[0].key
     else:
-        raise Unauthorized("The bearer token uses an algorithm this tenant does not accept.", code="invalid_token")
+        raise Unauthorized(
+            "The bearer token uses an algorithm this tenant does not accept.", code="invalid_token"
+        )
     try:
         claims = jwt.decode(
             token,

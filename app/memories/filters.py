@@ -317,7 +317,7 @@ class _Compiler:
             raw = self.bind(operand)
             # Only placeholders and fragments built here are interpolated, never caller text.
             any_element_matches = (
-                f"EXISTS (SELECT 1 FROM jsonb_array_elements({value}) AS element(item)"  # noqa: S608
+                f"EXISTS (SELECT 1 FROM jsonb_array_elements({value}) AS element(item)"
                 f" WHERE jsonb_typeof(element.item) = 'string'"
                 f" AND lower(element.item #>> '{{}}') = lower({raw}::text))"
             )

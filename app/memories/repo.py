@@ -93,7 +93,12 @@ async def find_live_by_hash(conn: asyncpg.Connection, owner: Owner, hash_: str) 
 
 
 async def find_by_id_for_owner(
-    conn: asyncpg.Connection, memory_id: UUID, owner: Owner, *, include_deleted: bool = False, for_update: bool = False
+    conn: asyncpg.Connection,
+    memory_id: UUID,
+    owner: Owner,
+    *,
+    include_deleted: bool = False,
+    for_update: bool = False,
 ) -> asyncpg.Record | None:
     clause = owner_clause(owner, 2)
     live = "" if include_deleted else f" AND {LIVE}"
@@ -233,7 +238,9 @@ async def history_for_owner(conn: asyncpg.Connection, memory_id: UUID, owner: Ow
     )
 
 
-async def entities_for_memory(conn: asyncpg.Connection, memory_id: UUID, owner: Owner) -> list[asyncpg.Record]:
+async def entities_for_memory(
+    conn: asyncpg.Connection, memory_id: UUID, owner: Owner
+) -> list[asyncpg.Record]:
     clause = owner_clause(owner, 2, alias="e")
     return list(
         await conn.fetch(
@@ -254,7 +261,10 @@ async def record_session_messages(
     await conn.executemany(
         """INSERT INTO mem.session_messages (user_id, agent_id, run_id, role, name, content)
            VALUES ($1, $2, $3, $4, $5, $6)""",
-        [(owner.user_id, owner.agent_id, owner.run_id, role, name, content) for role, name, content in messages],
+        [
+            (owner.user_id, owner.agent_id, owner.run_id, role, name, content)
+            for role, name, content in messages
+        ],
     )
     await conn.execute(
         """DELETE FROM mem.session_messages s
@@ -279,7 +289,9 @@ async def stats_for_owner(conn: asyncpg.Connection, owner: Owner, *, top_users: 
     memories = await conn.fetchval(
         f"SELECT count(*) FROM mem.memories m WHERE {clause.sql} AND {LIVE}", *clause.params
     )
-    entities = await conn.fetchval(f"SELECT count(*) FROM mem.entities e WHERE {eclause.sql}", *eclause.params)
+    entities = await conn.fetchval(
+        f"SELECT count(*) FROM mem.entities e WHERE {eclause.sql}", *eclause.params
+    )
     events = await conn.fetch(
         f"""SELECT h.event, count(*) AS n FROM mem.memory_history h
             WHERE {hclause.sql} AND h.created_at > now() - interval '24 hours'

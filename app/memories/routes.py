@@ -91,7 +91,12 @@ class MemoryController(Controller):
 
     @put("/memories/{memory_id:uuid}", summary="Replace a memory's text and/or metadata")
     async def update(
-        self, memory_id: UUID, data: dict[str, Any], auth: MemoryAuthScope, db: TenantSession, deps: MemoryDeps
+        self,
+        memory_id: UUID,
+        data: dict[str, Any],
+        auth: MemoryAuthScope,
+        db: TenantSession,
+        deps: MemoryDeps,
     ) -> dict[str, Any]:
         return await service.update_memory(db, auth, memory_id, decode_body(data, UpdateMemoryRequest), deps)
 
@@ -102,7 +107,9 @@ class MemoryController(Controller):
         return await service.delete_memory(db, auth, memory_id, deps)
 
     @get("/memories/{memory_id:uuid}/history", summary="The audit trail of a memory, oldest first")
-    async def history(self, memory_id: UUID, auth: MemoryAuthScope, db: TenantSession) -> list[dict[str, Any]]:
+    async def history(
+        self, memory_id: UUID, auth: MemoryAuthScope, db: TenantSession
+    ) -> list[dict[str, Any]]:
         return await service.memory_history(db, auth, memory_id)
 
     @get("/memories/{memory_id:uuid}/entities", summary="Entities linked to a memory")
@@ -119,7 +126,9 @@ class MemoryController(Controller):
         agent_id: str | None = None,
         run_id: str | None = None,
     ) -> dict[str, Any]:
-        return await service.stats(db, auth, owner_ids(request, user_id=user_id, agent_id=agent_id, run_id=run_id))
+        return await service.stats(
+            db, auth, owner_ids(request, user_id=user_id, agent_id=agent_id, run_id=run_id)
+        )
 
     @get("/config", summary="Per-tenant memory settings (service_role)")
     async def get_config(self, auth: MemoryAuthScope, db: TenantSession, deps: MemoryDeps) -> dict[str, Any]:

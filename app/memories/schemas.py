@@ -92,9 +92,11 @@ def decode_body(data: Any, model: type[T]) -> T:
         raise ValidationFailed("The request body must be a JSON object.", code="invalid_body")
     normalised: dict[str, Any] = {}
     for key, value in data.items():
-        name = _ALIASES.get(key, key)
+        name: str = _ALIASES.get(str(key), str(key))
         if name in normalised:
-            raise ValidationFailed(f"{name!r} is given twice (as {key!r} and its alias).", code="duplicate_field")
+            raise ValidationFailed(
+                f"{name!r} is given twice (as {key!r} and its alias).", code="duplicate_field"
+            )
         normalised[name] = value
     try:
         return msgspec.convert(normalised, model, strict=True)

@@ -120,7 +120,11 @@ async def add_memories(
     memory_type = normalise_memory_type(request.memory_type) or "LONG_TERM"
     metadata = dict(request.metadata or {})
     notes: list[str] = []
-    messages = [Message(role="user", content=request.messages)] if isinstance(request.messages, str) else request.messages
+    messages = (
+        [Message(role="user", content=request.messages)]
+        if isinstance(request.messages, str)
+        else request.messages
+    )
     if not messages:
         raise BadRequest("messages must not be empty.", code="empty_messages")
     if len(messages) > MAX_MESSAGES:
@@ -141,7 +145,9 @@ async def add_memories(
     facts = [(role, name, text.strip()) for role, name, text in turn if text.strip()]
     for _, _, text in facts:
         if len(text) > MAX_MEMORY_CHARS:
-            raise BadRequest(f"A message is longer than {MAX_MEMORY_CHARS} characters.", code="message_too_long")
+            raise BadRequest(
+                f"A message is longer than {MAX_MEMORY_CHARS} characters.", code="message_too_long"
+            )
 
     conn = await db.connection()
     overrides = await _overrides(db)
@@ -150,7 +156,7 @@ async def add_memories(
 
     # Drop exact duplicates (within the request and against stored memories) before embedding.
     results: list[dict[str, Any]] = []
-    new: list[tuple[str | None, str | None, str, str]] = []
+    new: list[tuple[str, str | None, str, str]] = []
     seen: set[str] = set()
     for role, name, text in facts:
         digest = content_hash(text)
@@ -166,13 +172,13 @@ async def add_memories(
 
     if new:
         deps.check_dimensions()
-        vectors = await deps.embedder.embed([text for _, _, text, _ in new])
+        vectors = await deps.embedder.embed([fact for _, _, fact, _ in new])
         history = []
-        for (role, name, text, digest), vector in zip(new, vectors, strict=True):
+        for (role, name, fact, digest), vector in zip(new, vectors, strict=True):
             row = await repo.insert_memory(
                 conn,
                 owner,
-                memory=text,
+                memory=fact,
                 embedding=vector,
                 hash_=digest,
                 memory_type=memory_type,
@@ -181,10 +187,8 @@ async def add_memories(
                 role=role,
                 expires_at=expires_at,
             )
-            results.append(
-                {"id": str(row["id"]), "memory": text, "event": "ADD", "memory_type": memory_type}
-            )
-            history.append(_history(row, "ADD", None, text, scope))
+            results.append({"id": str(row["id"]), "memory": fact, "event": "ADD", "memory_type": memory_type})
+            history.append(_history(row, "ADD", None, fact, scope))
             PIPELINE_EVENTS.labels("ADD").inc()
         await _write_history(conn, history, overrides, deps)
 
@@ -198,7 +202,9 @@ async def add_memories(
     return body
 
 
-def _history(row: Any, event: str, old: str | None, new: str | None, scope: MemoryAuthScope) -> dict[str, Any]:
+def _history(
+    row: Any, event: str, old: str | None, new: str | None, scope: MemoryAuthScope
+) -> dict[str, Any]:
     return {
         "memory_id": row["id"],
         "user_id": row["user_id"],
@@ -211,9 +217,22 @@ def _history(row: Any, event: str, old: str | None, new: str | None, scope: Memo
     }
 
 
-async def _write_history(conn: Any, rows: list[dict[str, Any]], overrides: dict[str, Any], deps: MemoryDeps) -> None:
+async def _write_history(
+    conn: Any, rows: list[dict[str, Any]], overrides: dict[str, Any], deps: MemoryDeps
+) -> None:
     if rows and overrides.get("history.enabled", deps.settings.history_enabled):
         await repo.insert_history(conn, rows)
+
+
+def _requested_owner(
+    scope: MemoryAuthScope, owner_ids: dict[str, str | None], *, require_owner: bool = False
+) -> Owner:
+    return scope.owner(
+        owner_ids.get("user_id"),
+        owner_ids.get("agent_id"),
+        owner_ids.get("run_id"),
+        require_owner=require_owner,
+    )
 
 
 def _page(page: int | None, page_size: int | None, max_page_size: int) -> tuple[int, int]:
@@ -232,9 +251,11 @@ def compile_scoped_filters(
     """The caller's filters (plus memory_type) as SQL from $1; a user may not name another user."""
     combined: dict[str, Any] = dict(filters or {})
     if memory_type is not None:
-        combined = {"AND": [combined, {"memory_type": normalise_memory_type(memory_type)}]} if combined else {
-            "memory_type": normalise_memory_type(memory_type)
-        }
+        combined = (
+            {"AND": [combined, {"memory_type": normalise_memory_type(memory_type)}]}
+            if combined
+            else {"memory_type": normalise_memory_type(memory_type)}
+        )
     compiled = compile_filters(combined or None, first_param=1)
     scope.check_named_users(compiled.owner_values.get("user_id", set()))
     return compiled.sql, list(compiled.params)
@@ -252,7 +273,7 @@ async def list_memories(
     include_expired: bool,
     deps: MemoryDeps,
 ) -> dict[str, Any]:
-    owner = scope.owner(**owner_ids)
+    owner = _requested_owner(scope, owner_ids)
     page, page_size = _page(page, page_size, deps.settings.list_max_page_size)
     sql, params = compile_scoped_filters(scope, filters, memory_type)
     rows, total = await repo.list_for_owner(
@@ -319,13 +340,17 @@ async def update_memory(
     return memory_view(row)
 
 
-async def delete_memory(db: TenantSession, scope: MemoryAuthScope, memory_id: UUID, deps: MemoryDeps) -> dict[str, Any]:
+async def delete_memory(
+    db: TenantSession, scope: MemoryAuthScope, memory_id: UUID, deps: MemoryDeps
+) -> dict[str, Any]:
     conn = await db.connection()
     row = await repo.soft_delete(conn, memory_id, scope.owner())
     if row is None:
         raise NotFound("No memory with this id.", code="memory_not_found")
     await repo.unlink_entities(conn, [row["id"]])
-    await _write_history(conn, [_history(row, "DELETE", row["memory"], None, scope)], await _overrides(db), deps)
+    await _write_history(
+        conn, [_history(row, "DELETE", row["memory"], None, scope)], await _overrides(db), deps
+    )
     PIPELINE_EVENTS.labels("DELETE").inc()
     return {"id": str(memory_id), "message": "Memory deleted successfully!"}
 
@@ -338,7 +363,7 @@ async def delete_all_memories(
     deps: MemoryDeps,
 ) -> dict[str, Any]:
     # Never "everything": an owner id is required even for service_role (reset is the tool for that).
-    owner = scope.owner(**owner_ids, require_owner=True)
+    owner = _requested_owner(scope, owner_ids, require_owner=True)
     sql, params = compile_scoped_filters(scope, filters, None)
     conn = await db.connection()
     rows = await repo.soft_delete_matching(conn, owner, filter_sql=sql, filter_params=params)
@@ -365,8 +390,10 @@ async def memory_entities(db: TenantSession, scope: MemoryAuthScope, memory_id: 
     return {"results": [entity_view(r) for r in rows]}
 
 
-async def stats(db: TenantSession, scope: MemoryAuthScope, owner_ids: dict[str, str | None]) -> dict[str, Any]:
-    owner = scope.owner(**owner_ids)
+async def stats(
+    db: TenantSession, scope: MemoryAuthScope, owner_ids: dict[str, str | None]
+) -> dict[str, Any]:
+    owner = _requested_owner(scope, owner_ids)
     return await repo.stats_for_owner(await db.connection(), owner, top_users=scope.is_service)
 
 
@@ -413,7 +440,8 @@ async def put_config(
             raise BadRequest(f"{key} is fixed when the tenant is initialised.", code="config_key_fixed")
         if key not in CONFIG_KEYS:
             raise BadRequest(
-                f"Unknown config key {key!r}; allowed: {', '.join(sorted(CONFIG_KEYS))}.", code="unknown_config_key"
+                f"Unknown config key {key!r}; allowed: {', '.join(sorted(CONFIG_KEYS))}.",
+                code="unknown_config_key",
             )
         if value is None:
             continue
@@ -421,11 +449,15 @@ async def put_config(
         ok = (
             isinstance(value, bool)
             if kind is bool
-            else isinstance(value, int | float) and not isinstance(value, bool) and (kind is float or isinstance(value, int))
+            else isinstance(value, int | float)
+            and not isinstance(value, bool)
+            and (kind is float or isinstance(value, int))
         )
         if not ok or (kind is not bool and not low <= value <= high):
             raise BadRequest(
-                f"{key} must be a {kind.__name__}" + ("" if kind is bool else f" between {low:g} and {high:g}") + ".",
+                f"{key} must be a {kind.__name__}"
+                + ("" if kind is bool else f" between {low:g} and {high:g}")
+                + ".",
                 code="invalid_config_value",
             )
     conn = await db.connection()

@@ -85,7 +85,9 @@ class LocalEmbedder:
     def _encode(self, texts: list[str]) -> np.ndarray:
         model = self._load()
         return np.asarray(
-            model.encode(texts, batch_size=self._batch_size, normalize_embeddings=True, convert_to_numpy=True),
+            model.encode(
+                texts, batch_size=self._batch_size, normalize_embeddings=True, convert_to_numpy=True
+            ),
             dtype=np.float32,
         )
 

@@ -30,7 +30,9 @@ async def vector_top_k(
     Tenant-wide scopes use HNSW with iterative scans so filters don't starve the result.
     """
     clause = owner_clause(owner, 2)
-    where = f"{clause.sql} AND {visibility(include_expired)} AND ({_shift(filter_sql, 1 + len(clause.params))})"
+    where = (
+        f"{clause.sql} AND {visibility(include_expired)} AND ({_shift(filter_sql, 1 + len(clause.params))})"
+    )
     params = [query, *clause.params, *filter_params]
     limit = f"${len(params) + 1}"
     if owner.is_tenant_wide:

@@ -12,7 +12,9 @@ from app.memories.service import MemoryDeps, _overrides, compile_scoped_filters
 from app.search import repo
 
 
-async def search(db: TenantSession, scope: MemoryAuthScope, request: SearchRequest, deps: MemoryDeps) -> dict[str, Any]:
+async def search(
+    db: TenantSession, scope: MemoryAuthScope, request: SearchRequest, deps: MemoryDeps
+) -> dict[str, Any]:
     owner = scope.owner(request.user_id, request.agent_id, request.run_id)
     query = request.query.strip()
     if not query:
@@ -23,7 +25,9 @@ async def search(db: TenantSession, scope: MemoryAuthScope, request: SearchReque
         raise BadRequest("threshold must be between 0 and 1.", code="invalid_threshold")
     top_k = request.top_k if request.top_k is not None else request.limit
     if top_k is not None and not 1 <= top_k <= deps.settings.search_max_top_k:
-        raise BadRequest(f"top_k must be between 1 and {deps.settings.search_max_top_k}.", code="invalid_top_k")
+        raise BadRequest(
+            f"top_k must be between 1 and {deps.settings.search_max_top_k}.", code="invalid_top_k"
+        )
     filter_sql, filter_params = compile_scoped_filters(scope, request.filters, request.memory_type)
     deps.check_dimensions()
     vector = await deps.query_cache.embed_query(query)

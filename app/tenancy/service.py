@@ -37,7 +37,9 @@ class MemModuleDisabled(AppError):
 class PgvectorMissing(AppError):
     status_code = 503
     code = "pgvector_unavailable"
-    message = "The pgvector extension is not available on this PostgreSQL server; install pgvector 0.8 or newer."
+    message = (
+        "The pgvector extension is not available on this PostgreSQL server; install pgvector 0.8 or newer."
+    )
 
 
 @dataclass(frozen=True)
@@ -61,9 +63,7 @@ class Platform:
         self.settings = settings
         # With DATABASE_URL, its database is the control plane; the embedded server gets its own.
         self.server_dsn = server_dsn
-        self.control_dsn = (
-            server_dsn if settings.database_url else with_database(server_dsn, CONTROL_DB)
-        )
+        self.control_dsn = server_dsn if settings.database_url else with_database(server_dsn, CONTROL_DB)
         self.control: asyncpg.Pool | None = None
         self._cache: dict[str, tuple[Tenant | None, float]] = {}
         self._jwks: dict[str, jwt.PyJWKSet | None] = {}
@@ -191,7 +191,9 @@ class Platform:
                 try:
                     await repo.insert_tenant(conn, values)
                 except asyncpg.UniqueViolationError as exc:
-                    raise Conflict(f"A tenant with ref {ref!r} already exists.", code="tenant_exists") from exc
+                    raise Conflict(
+                        f"A tenant with ref {ref!r} already exists.", code="tenant_exists"
+                    ) from exc
             try:
                 await self._provision(values)
                 if self.settings.mem.enabled:
@@ -257,7 +259,9 @@ class Platform:
         dims = tenant.embedding_dims or self.settings.mem.embedding_dimensions
         fts_config = tenant.fts_config or self.settings.mem.search_fts_config
         if not re.match(FTS_CONFIG_PATTERN, fts_config):
-            raise BadRequest(f"{fts_config!r} is not a text-search configuration name.", code="invalid_fts_config")
+            raise BadRequest(
+                f"{fts_config!r} is not a text-search configuration name.", code="invalid_fts_config"
+            )
         base = tenant.db_url or self.server_dsn
         conn = await asyncpg.connect(with_database(base, tenant.db_name))
         try:
