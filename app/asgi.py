@@ -87,10 +87,10 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litesta
         # With the module off, /mem/v1 does not exist: every path there is a 404.
         handlers += [MemoryController, SearchController]
     prometheus = PrometheusConfig(app_name="memory", prefix="memory", group_path=True, exclude=["/metrics"])
-    return Litestar(
+    app = Litestar(
         route_handlers=handlers,
         lifespan=[lifespan],
-        middleware=[RequestContextMiddleware, prometheus.middleware],
+        middleware=[prometheus.middleware],
         exception_handlers=exception_handlers(),
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
@@ -103,3 +103,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litesta
         state=State({"runtime": runtime} if runtime is not None else {}),
         debug=False,
     )
+    # Outside the router, not in `middleware=`: Litestar runs that list only for matched routes,
+    # so unknown routes (404) and wrong methods (405) would go without an X-Request-Id.
+    app.asgi_handler = RequestContextMiddleware(app.asgi_handler)
+    return app

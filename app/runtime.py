@@ -23,11 +23,12 @@ class Runtime:
     embedded: EmbeddedPostgres | None = None
     jwks_clients: dict[str, Any] = field(default_factory=dict)
 
-    def memory_deps(self, tenant_dims: int) -> MemoryDeps:
+    def memory_deps(self, tenant_dims: int, fts_config: str) -> MemoryDeps:
         return MemoryDeps(
             settings=self.settings.mem,
             embedder=self.embedder,
             query_cache=self.query_cache,
             tenant_dims=tenant_dims,
+            fts_config=fts_config,
             chat_available=self.settings.mem.chat_provider != "none",
         )

@@ -186,7 +186,11 @@ def _secret(environ: Mapping[str, str], *names: str) -> str | None:
             return environ[name]
         file_path = environ.get(f"{name}_FILE")
         if file_path:
-            return Path(file_path).read_text().strip() or None
+            try:
+                return Path(file_path).read_text().strip() or None
+            except OSError as exc:
+                # Name the variable, never the file's content.
+                raise SettingsError(f"{name}_FILE names a file that cannot be read: {exc.strerror}") from exc
     return None
 
 
@@ -247,10 +251,14 @@ def validate(settings: Settings) -> None:
     if not 1 <= mem.embedding_dimensions <= 2000:
         raise SettingsError("nubase.mem.embedding.dimensions must be between 1 and 2000 (HNSW's limit)")
     if mem.embedding_provider == "local" and mem.embedding_dimensions != 384:
-        raise SettingsError("the local embedder (all-MiniLM-L6-v2) gives 384 dimensions")
+        raise SettingsError(
+            "nubase.mem.embedding.dimensions must be 384 with the local embedder (all-MiniLM-L6-v2)"
+        )
     if not re.match(FTS_CONFIG_PATTERN, mem.search_fts_config):
         raise SettingsError(f"nubase.mem.search.fts-config {mem.search_fts_config!r} is not a valid name")
     if not 1 <= mem.search_default_top_k <= mem.search_max_top_k:
         raise SettingsError("nubase.mem.search.default-top-k must be between 1 and max-top-k")
+    if not 1 <= settings.port <= 65535:
+        raise SettingsError(f"server.port (PORT) must be between 1 and 65535, not {settings.port}")
     if settings.log_format not in ("json", "console", "auto"):
         raise SettingsError("log.format must be json, console or auto")

@@ -74,7 +74,8 @@ async def provide_scope(request: Request[Any, Any, Any]) -> MemoryAuthScope:
     if role == "service_role":
         return MemoryAuthScope(tenant_ref=tenant.ref, role="service_role", user_id=None)
     token = _bearer(request)
-    if token is None or hmac.compare_digest(token, api_key):
+    # Bytes: compare_digest raises TypeError on str with non-ASCII characters, and headers may hold them.
+    if token is None or hmac.compare_digest(token.encode(), api_key.encode()):
         raise Forbidden(
             "Anonymous callers may not use the memory API: send a signed-in user's access token as "
             "'Authorization: Bearer <jwt>', or use the service_role key from your backend.",
@@ -106,7 +107,7 @@ async def provide_deps(request: Request[Any, Any, Any], auth: MemoryAuthScope) -
     runtime = runtime_of(request)
     tenant = await runtime.platform.find_tenant(auth.tenant_ref)
     assert tenant is not None and tenant.embedding_dims is not None
-    return runtime.memory_deps(tenant.embedding_dims)
+    return runtime.memory_deps(tenant.embedding_dims, tenant.fts_config or "simple")
 
 
 def admin_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:

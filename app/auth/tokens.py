@@ -9,7 +9,7 @@ from typing import Any
 
 import jwt
 
-from app.errors import Unauthorized
+from app.errors import Forbidden, Unauthorized
 
 API_KEY_ROLES = ("anon", "service_role")
 USER_ROLE = "authenticated"
@@ -122,7 +122,8 @@ def verify_user_token(token: str, *, secret: str, jwks: jwt.PyJWKSet | None) -> 
             key,
             algorithms=[alg],
             # aud is checked below: GoTrue sets "authenticated", other issuers may omit it.
-            options={"require": ["sub", "exp"], "verify_aud": False},
+            # sub too, after the role: the tenant's own API keys carry none and get a clearer refusal.
+            options={"require": ["exp"], "verify_aud": False},
             leeway=LEEWAY_SECONDS,
         )
     except jwt.ExpiredSignatureError as exc:
@@ -130,8 +131,15 @@ def verify_user_token(token: str, *, secret: str, jwks: jwt.PyJWKSet | None) -> 
     except jwt.PyJWTError as exc:
         raise Unauthorized("The bearer token is not valid.", code="invalid_token") from exc
     aud = claims.get("aud")
-    if aud is not None and USER_ROLE not in ([aud] if isinstance(aud, str) else aud):
+    audiences = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else None
+    if aud is not None and (audiences is None or USER_ROLE not in audiences):
         raise Unauthorized("The bearer token is for another audience.", code="invalid_token")
+    if claims.get("role") in API_KEY_ROLES:
+        # A tenant API key in the Bearer is genuine but names no user, and never raises privilege.
+        raise Forbidden(
+            "The bearer token is a tenant API key, not a signed-in user's access token.",
+            code="not_a_user_token",
+        )
     sub = claims.get("sub")
     if not isinstance(sub, str) or not sub:
         raise Unauthorized("The bearer token has no subject.", code="invalid_token")

@@ -60,9 +60,11 @@ class SearchRequest(msgspec.Struct, omit_defaults=True):
     top_k: int | None = None
     limit: int | None = None  # mem0's older name for top_k
     threshold: float | None = None
-    filters: dict[str, Any] | None = None
+    # Any, so that a non-object is refused by the filter compiler as invalid_filter, like the query string.
+    filters: Any = None
     memory_type: str | None = None
     include_expired: bool = False
+    signals: list[str] | None = None  # subset of semantic, keyword, entity; default: all enabled
 
 
 class ConfigUpdateRequest(msgspec.Struct):

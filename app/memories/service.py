@@ -14,7 +14,7 @@ from prometheus_client import Counter
 
 from app.auth.scope import MemoryAuthScope, Owner
 from app.db.session import TenantSession
-from app.errors import BadRequest, Forbidden, NotFound, NotImplementedYet, ProviderError
+from app.errors import BadRequest, Forbidden, InvalidFilter, NotFound, NotImplementedYet, ProviderError
 from app.memories import repo
 from app.memories.filters import compile_filters
 from app.memories.schemas import (
@@ -54,6 +54,7 @@ class MemoryDeps:
     embedder: Embedder
     query_cache: QueryEmbeddingCache
     tenant_dims: int
+    fts_config: str = "simple"
     chat_available: bool = False
     notes: list[str] = field(default_factory=list)
 
@@ -82,6 +83,10 @@ def _message_text(message: Message, notes: list[str]) -> str:
         elif part.type in ("image_url", "image"):
             notes.append("An image part was dropped: image description needs a vision-capable chat provider.")
     return "\n".join(parts)
+
+
+def _is_blank(message: Message) -> bool:
+    return not message.content.strip() if isinstance(message.content, str) else not message.content
 
 
 def _expiry(request: AddMemoryRequest, memory_type: str, ttl_hours: float) -> datetime | None:
@@ -125,7 +130,8 @@ async def add_memories(
         if isinstance(request.messages, str)
         else request.messages
     )
-    if not messages:
+    if not messages or all(_is_blank(m) for m in messages):
+        # Otherwise "" or "   " answers 200 with no results and still records an empty session turn.
         raise BadRequest("messages must not be empty.", code="empty_messages")
     if len(messages) > MAX_MESSAGES:
         raise BadRequest(f"At most {MAX_MESSAGES} messages per request.", code="too_many_messages")
@@ -249,6 +255,8 @@ def compile_scoped_filters(
     scope: MemoryAuthScope, filters: dict[str, Any] | None, memory_type: str | None
 ) -> tuple[str, list[Any]]:
     """The caller's filters (plus memory_type) as SQL from $1; a user may not name another user."""
+    if filters is not None and not isinstance(filters, dict):
+        raise InvalidFilter("Filters must be a JSON object.", details={"path": "filters"})
     combined: dict[str, Any] = dict(filters or {})
     if memory_type is not None:
         combined = (

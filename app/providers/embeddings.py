@@ -40,9 +40,9 @@ class DimensionMismatch(ProviderError):
 def _check_dims(vectors: list[Vector], expected: int, provider: str) -> list[Vector]:
     for v in vectors:
         if v.shape != (expected,):
+            got = f"{v.shape[0]} dimensions" if v.ndim == 1 else f"an array of shape {v.shape}"
             raise DimensionMismatch(
-                f"The {provider} embedding provider returned {v.shape[0]} dimensions; "
-                f"this tenant stores {expected}.",
+                f"The {provider} embedding provider returned {got}; this tenant stores {expected}.",
                 hint="Set nubase.mem.embedding.dimensions to the model's size when creating tenants.",
             )
     return vectors
@@ -189,10 +189,15 @@ class OpenAIEmbedder:
             PROVIDER_ERRORS.labels(self.name, "embed", "bad_response").inc()
             raise ProviderError("The embedding provider's answer could not be read.") from exc
         PROVIDER_LATENCY.labels(self.name, "embed").observe(time.perf_counter() - started)
-        data = sorted(response.data, key=lambda d: d.index)
+        try:
+            # The client does not validate: a non-JSON answer arrives as a str, a bad vector as anything.
+            data = sorted(response.data, key=lambda d: d.index)
+            vectors = [np.asarray(d.embedding, dtype=np.float32) for d in data]
+        except (AttributeError, TypeError, ValueError) as exc:
+            PROVIDER_ERRORS.labels(self.name, "embed", "bad_response").inc()
+            raise ProviderError("The embedding provider's answer could not be read.") from exc
         if len(data) != len(texts):
             raise ProviderError("The embedding provider returned the wrong number of vectors.")
-        vectors = [np.asarray(d.embedding, dtype=np.float32) for d in data]
         return _check_dims(vectors, self.dimensions, self.name)
 
     async def close(self) -> None:

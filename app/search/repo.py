@@ -1,8 +1,15 @@
-"""Retrieval SQL: owner-scoped exact vector ranking, and HNSW for tenant-wide scopes."""
+"""Retrieval SQL: the three signals (dense, keyword, entity) gathered in one statement.
+
+Owner scopes rank exactly: the owner's rows come from the btree owner index and every
+one is scored, because a global HNSW index with an owner post-filter returns almost
+nothing when the owner holds a small share of the rows (SPEC §7). Tenant-wide scopes
+use HNSW with iterative scans for the dense signal and the GIN index for keywords.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -11,42 +18,158 @@ import numpy as np
 from app.auth.scope import Owner
 from app.memories.repo import MEMORY_COLUMNS, _shift, owner_clause, visibility
 
+# BM25 constants (Robertson/Sparck Jones defaults).
+BM25_K1 = 1.2
+BM25_B = 0.75
 
-async def vector_top_k(
+
+@dataclass(frozen=True)
+class SignalLimits:
+    """How many candidates each signal contributes; 0 switches a signal off."""
+
+    dense: int
+    keyword: int
+    entity: int
+
+
+async def query_lexemes(conn: asyncpg.Connection, fts_config: str, text: str) -> list[str]:
+    lexemes = await conn.fetchval(
+        "SELECT tsvector_to_array(to_tsvector($1::regconfig, $2))", fts_config, text
+    )
+    return list(lexemes or [])
+
+
+async def hybrid_candidates(
     conn: asyncpg.Connection,
     owner: Owner,
     query: np.ndarray,
     *,
-    k: int,
+    terms: Sequence[str],
+    prefix: bool,
+    tsquery: str | None,
+    phrases: Sequence[str],
+    limits: SignalLimits,
     filter_sql: str,
     filter_params: Sequence[Any],
     include_expired: bool,
 ) -> list[asyncpg.Record]:
-    """The k nearest live memories of the owner by cosine distance, with `similarity` = 1 - distance.
+    """Candidate memories with their raw signals: `distance`, `bm25`, `entity_boost`, plus `max_bm25`.
 
-    An owner scope ranks exactly over the rows its btree index selects: a global HNSW
-    index with an owner post-filter returns almost nothing when the owner holds a small
-    share of the rows. `+ 0` keeps the planner from using HNSW for the ORDER BY.
-    Tenant-wide scopes use HNSW with iterative scans so filters don't starve the result.
+    $1 query vector, $2 terms, $3 prefix?, $4 tsquery, $5 phrases, $6..$8 limits, then the
+    owner ids, then the filter parameters.
     """
-    clause = owner_clause(owner, 2)
-    where = (
-        f"{clause.sql} AND {visibility(include_expired)} AND ({_shift(filter_sql, 1 + len(clause.params))})"
-    )
-    params = [query, *clause.params, *filter_params]
-    limit = f"${len(params) + 1}"
+    fixed = 8
+    owner_sql = owner_clause(owner, fixed + 1)
+    ent_owner = owner_clause(owner, fixed + 1, alias="e")
+    n_owner = len(owner_sql.params)
+    filters = _shift(filter_sql, fixed + n_owner)
+    where = f"{owner_sql.sql} AND {visibility(include_expired)} AND ({filters})"
     if owner.is_tenant_wide:
-        await conn.execute(f"SET LOCAL hnsw.ef_search = {max(40, min(1000, 4 * k))}")
+        owned = _TENANT_WIDE_OWNED.format(where=where)
+        await conn.execute(f"SET LOCAL hnsw.ef_search = {max(40, min(1000, 4 * limits.dense))}")
         await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-        order = "m.embedding <=> $1"
     else:
-        order = "(m.embedding <=> $1) + 0"
+        owned = _OWNER_OWNED.format(where=where)
+    sql = _HYBRID.format(
+        owned=owned,
+        ent_owner=ent_owner.sql,
+        owner=owner_sql.sql,
+        columns=MEMORY_COLUMNS,
+        k1=BM25_K1,
+        b=BM25_B,
+    )
     return list(
         await conn.fetch(
-            f"""SELECT {MEMORY_COLUMNS}, 1 - (m.embedding <=> $1) AS similarity
-                FROM mem.memories m WHERE {where}
-                ORDER BY {order} LIMIT {limit}""",
-            *params,
-            k,
+            sql,
+            query,
+            list(terms),
+            prefix,
+            tsquery,
+            list(phrases),
+            limits.dense,
+            limits.keyword,
+            limits.entity,
+            *owner_sql.params,
+            *filter_params,
         )
     )
+
+
+# Every live row of the owner, each with its exact cosine distance. MATERIALIZED so the
+# three signals below share one scan.
+_OWNER_OWNED = """
+    SELECT m.id, m.embedding <=> $1 AS distance, m.fts
+    FROM mem.memories m
+    WHERE {where}
+"""
+
+# Tenant-wide: HNSW for the dense candidates, GIN for the keyword ones (ts_rank_cd picks
+# the best few hundred before BM25 ranks them), never a full scan.
+_TENANT_WIDE_OWNED = """
+    (SELECT m.id, m.embedding <=> $1 AS distance, m.fts
+     FROM mem.memories m WHERE {where}
+     ORDER BY m.embedding <=> $1 LIMIT greatest($6, 1))
+    UNION
+    (SELECT m.id, m.embedding <=> $1 AS distance, m.fts
+     FROM mem.memories m WHERE {where} AND m.fts @@ $4::tsquery
+     ORDER BY ts_rank_cd(m.fts, $4::tsquery) DESC LIMIT 20 * greatest($7, 1))
+"""
+
+_HYBRID = """
+WITH owned AS MATERIALIZED ({owned}),
+stats AS (
+    SELECT count(*)::float8 AS n, greatest(avg(length(fts)), 1)::float8 AS avgdl FROM owned
+),
+dense AS (
+    SELECT id FROM owned ORDER BY distance LIMIT $6
+),
+terms AS (
+    SELECT t.term, t.i FROM unnest($2::text[]) WITH ORDINALITY AS t(term, i)
+),
+hits AS (
+    SELECT o.id, t.i, sum(coalesce(array_length(x.positions, 1), 1))::float8 AS tf,
+           length(o.fts)::float8 AS dl
+    FROM owned o
+    CROSS JOIN LATERAL unnest(o.fts) AS x
+    JOIN terms t ON CASE WHEN $3 THEN starts_with(x.lexeme, t.term) ELSE x.lexeme = t.term END
+    WHERE $7 > 0 AND o.fts @@ $4::tsquery
+    GROUP BY o.id, t.i, o.fts
+),
+df AS (
+    SELECT i, count(*)::float8 AS df FROM hits GROUP BY i
+),
+keyword AS (
+    SELECT h.id,
+           sum(ln(1 + (s.n - df.df + 0.5) / (df.df + 0.5))
+               * h.tf * ({k1} + 1) / (h.tf + {k1} * (1 - {b} + {b} * h.dl / s.avgdl))) AS bm25
+    FROM hits h JOIN df USING (i) CROSS JOIN stats s
+    GROUP BY h.id
+    ORDER BY bm25 DESC
+    LIMIT $7
+),
+named AS (
+    SELECT e.id, (SELECT count(*) FROM mem.entity_links c WHERE c.entity_id = e.id) AS links
+    FROM mem.entities e
+    WHERE $8 > 0 AND {ent_owner} AND lower(e.text) = ANY($5::text[])
+),
+linked AS (
+    -- Entities linked to many memories say little about any one of them: the boost decays.
+    SELECT l.memory_id AS id, sum(1.0 / (1 + ln(greatest(n.links, 1))))::float8 AS entity_boost
+    FROM named n
+    JOIN mem.entity_links l ON l.entity_id = n.id
+    JOIN owned o ON o.id = l.memory_id
+    GROUP BY l.memory_id
+    ORDER BY entity_boost DESC
+    LIMIT $8
+),
+candidates AS (
+    SELECT id FROM dense UNION SELECT id FROM keyword UNION SELECT id FROM linked
+)
+SELECT {columns}, o.distance, coalesce(k.bm25, 0)::float8 AS bm25,
+       coalesce(li.entity_boost, 0)::float8 AS entity_boost
+FROM candidates c
+JOIN owned o ON o.id = c.id
+JOIN mem.memories m ON m.id = c.id AND {owner}
+LEFT JOIN keyword k ON k.id = c.id
+LEFT JOIN linked li ON li.id = c.id
+"""

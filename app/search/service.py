@@ -1,7 +1,23 @@
-"""Search: embed the query (cached), rank the owner's memories, apply the threshold."""
+"""Search: embed the query (cached), gather three signals, fuse them into one score.
+
+The fused score, in [0, 1]:
+
+    semantic = clamp(1 - cosine_distance, 0, 1)
+    keyword  = bm25 / max(bm25 over the candidates)        (0 without a keyword hit)
+    entity   = boost / max(boost over the candidates)      (boost = sum over named entities
+                                                            linked to the memory of 1/(1+ln(links)))
+    score    = (W_SEMANTIC*semantic + W_KEYWORD*keyword + W_ENTITY*entity) / (sum of the enabled weights)
+
+Candidates are the union of each signal's top list, so a memory found only by a rare word
+(keyword-only) or only through an entity can still surface. `threshold` applies to the
+fused score. With only the semantic signal enabled the score is the plain cosine similarity.
+"""
 
 from __future__ import annotations
 
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from typing import Any
 
 from app.auth.scope import MemoryAuthScope
@@ -10,11 +26,74 @@ from app.errors import BadRequest
 from app.memories.schemas import MAX_QUERY_CHARS, SearchRequest, memory_view
 from app.memories.service import MemoryDeps, _overrides, compile_scoped_filters
 from app.search import repo
+from app.search.keywords import keyword_query, query_phrases
+
+SIGNALS = ("semantic", "keyword", "entity")
+W_SEMANTIC = 1.0
+W_KEYWORD = 0.5
+W_ENTITY = 0.1
+# Each signal contributes this many candidates per requested result (at least MIN_CANDIDATES).
+CANDIDATES_PER_RESULT = 3
+MIN_CANDIDATES = 30
+
+_LEXEME_CACHE: OrderedDict[tuple[str, str], list[str]] = OrderedDict()
+_LEXEME_CACHE_SIZE = 10_000
+
+
+@dataclass
+class SearchOutcome:
+    body: dict[str, Any]
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+def _signals(requested: list[str] | None, entity_enabled: bool) -> set[str]:
+    if requested is None:
+        return {"semantic", "keyword"} | ({"entity"} if entity_enabled else set())
+    unknown = [s for s in requested if s not in SIGNALS]
+    if unknown or not requested:
+        raise BadRequest(
+            f"signals must be a non-empty subset of {', '.join(SIGNALS)}.",
+            code="invalid_signals",
+        )
+    return set(requested)
+
+
+async def _lexemes(db: TenantSession, fts_config: str, query: str) -> list[str]:
+    key = (fts_config, query)
+    cached = _LEXEME_CACHE.get(key)
+    if cached is not None:
+        _LEXEME_CACHE.move_to_end(key)
+        return cached
+    lexemes = await repo.query_lexemes(await db.connection(), fts_config, query)
+    _LEXEME_CACHE[key] = lexemes
+    while len(_LEXEME_CACHE) > _LEXEME_CACHE_SIZE:
+        _LEXEME_CACHE.popitem(last=False)
+    return lexemes
+
+
+def fuse(rows: list[Any], signals: set[str]) -> list[tuple[float, dict[str, float], Any]]:
+    """Score candidate rows by the formula in this module's docstring, best first."""
+    max_bm25 = max((float(r["bm25"]) for r in rows), default=0.0)
+    max_boost = max((float(r["entity_boost"]) for r in rows), default=0.0)
+    weights = {"semantic": W_SEMANTIC, "keyword": W_KEYWORD, "entity": W_ENTITY}
+    total = sum(w for s, w in weights.items() if s in signals)
+    scored = []
+    for row in rows:
+        parts = {
+            "semantic": max(0.0, min(1.0, 1.0 - float(row["distance"]))) if "semantic" in signals else 0.0,
+            "keyword": float(row["bm25"]) / max_bm25 if max_bm25 > 0 else 0.0,
+            "entity": float(row["entity_boost"]) / max_boost if max_boost > 0 else 0.0,
+        }
+        score = sum(weights[s] * parts[s] for s in signals) / total
+        scored.append((score, parts, row))
+    # Ties broken by recency then id, so equal scores come back in a stable order.
+    scored.sort(key=lambda t: (-t[0], -t[2]["created_at"].timestamp(), str(t[2]["id"])))
+    return scored
 
 
 async def search(
     db: TenantSession, scope: MemoryAuthScope, request: SearchRequest, deps: MemoryDeps
-) -> dict[str, Any]:
+) -> SearchOutcome:
     owner = scope.owner(request.user_id, request.agent_id, request.run_id)
     query = request.query.strip()
     if not query:
@@ -29,25 +108,48 @@ async def search(
             f"top_k must be between 1 and {deps.settings.search_max_top_k}.", code="invalid_top_k"
         )
     filter_sql, filter_params = compile_scoped_filters(scope, request.filters, request.memory_type)
+
+    overrides = await _overrides(db)
+    entity_enabled = bool(
+        overrides.get("search.entity-boost-enabled", deps.settings.search_entity_boost_enabled)
+    )
+    signals = _signals(request.signals, entity_enabled)
+    if top_k is None:
+        top_k = int(overrides.get("search.default-top-k", deps.settings.search_default_top_k))
+
+    started = time.perf_counter()
     deps.check_dimensions()
     vector = await deps.query_cache.embed_query(query)
-    conn = await db.connection()
-    if top_k is None:
-        top_k = int((await _overrides(db)).get("search.default-top-k", deps.settings.search_default_top_k))
-    rows = await repo.vector_top_k(
-        conn,
+    embedded = time.perf_counter()
+    keywords = keyword_query(await _lexemes(db, deps.fts_config, query), deps.fts_config)
+    n = max(MIN_CANDIDATES, CANDIDATES_PER_RESULT * top_k)
+    rows = await repo.hybrid_candidates(
+        await db.connection(),
         owner,
         vector,
-        k=top_k,
+        terms=keywords.terms if "keyword" in signals else (),
+        prefix=keywords.prefix,
+        tsquery=keywords.tsquery if "keyword" in signals else None,
+        phrases=query_phrases(query) if "entity" in signals else (),
+        limits=repo.SignalLimits(
+            dense=n if "semantic" in signals else 0,
+            keyword=n if "keyword" in signals else 0,
+            entity=n if "entity" in signals else 0,
+        ),
         filter_sql=filter_sql,
         filter_params=filter_params,
         include_expired=request.include_expired,
     )
     results = []
-    for row in rows:
-        semantic = max(0.0, min(1.0, float(row["similarity"])))
-        if request.threshold is not None and semantic < request.threshold:
+    for score, parts, row in fuse(rows, signals):
+        if request.threshold is not None and score < request.threshold:
             continue
-        breakdown = {"semantic": round(semantic, 6), "keyword": 0.0, "entity": 0.0}
-        results.append(memory_view(row, score={"score": round(semantic, 6), "score_breakdown": breakdown}))
-    return {"results": results}
+        breakdown = {k: round(v, 6) for k, v in parts.items()}
+        results.append(memory_view(row, score={"score": round(score, 6), "score_breakdown": breakdown}))
+        if len(results) == top_k:
+            break
+    finished = time.perf_counter()
+    return SearchOutcome(
+        body={"results": results},
+        timings_ms={"embed": (embedded - started) * 1000, "retrieval": (finished - embedded) * 1000},
+    )
