@@ -18,10 +18,11 @@ STOP_WORDS = frozenset(
     most my myself no nor not now of off on once only or other our ours ourselves out over own same she
     should so some such than that the their theirs them themselves then there these they this those
     through to too under until up very was we were what when where which while who whom why will with
-    would you your yours yourself yourselves t s d ll m re ve don didn doesn isn wasn weren won wouldn""".split()
+    would you your yours yourself yourselves t s d ll m re ve don didn doesn isn wasn weren won
+    wouldn""".split()
 )
 _SUFFIXES = ("ing", "ed", "es", "s", "ly", "er")
-_WORD = re.compile(r"[^\W_]+(?:['’&-][^\W_]+)*")
+_WORD = re.compile(r"[^\W_]+(?:['\u2019&-][^\W_]+)*")
 MAX_TERMS = 32
 
 
