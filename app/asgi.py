@@ -14,6 +14,7 @@ from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
 from app.db.embedded import start_embedded
 from app.db.pools import TenantPools
+from app.entities.routes import EntityController
 from app.health.routes import health, ready
 from app.http.errors import exception_handlers
 from app.http.middleware import RequestContextMiddleware
@@ -85,7 +86,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litesta
     handlers: list[Any] = [health, ready, AdminController, PrometheusController]
     if settings.mem.enabled:
         # With the module off, /mem/v1 does not exist: every path there is a 404.
-        handlers += [MemoryController, SearchController]
+        handlers += [MemoryController, SearchController, EntityController]
     prometheus = PrometheusConfig(app_name="memory", prefix="memory", group_path=True, exclude=["/metrics"])
     app = Litestar(
         route_handlers=handlers,

@@ -43,6 +43,10 @@ class MemSettings:
     chat_model: str = "gpt-4o-mini"
     chat_base_url: str | None = None
     chat_api_key: str | None = field(default=None, repr=False)
+    chat_json_mode: bool = True
+    chat_max_tokens: int = 2000
+    # None = by provider: openai and anthropic models see images, a generic server's may not.
+    chat_vision: bool | None = None
     provider_timeout_seconds: float = 30.0
     provider_max_retries: int = 2
     provider_concurrency: int = 8
@@ -104,6 +108,12 @@ def _optional_str(value: Any) -> str | None:
     return text or None
 
 
+def _optional_bool(value: Any) -> bool | None:
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "auto", "null")):
+        return None
+    return _bool(value)
+
+
 # (config key, Settings attribute, converter, environment variable)
 # A "mem." attribute lives on Settings.mem. nubase.mem.* keys take their environment name
 # from the key itself: nubase.mem.search.default-top-k -> NUBASE_MEM_SEARCH_DEFAULT_TOP_K.
@@ -133,6 +143,9 @@ _KEYS: list[tuple[str, str, Callable[[Any], Any], str | None]] = [
     ("nubase.mem.embedding.batch-size", "mem.embedding_batch_size", int, None),
     ("nubase.mem.chat.model", "mem.chat_model", str, None),
     ("nubase.mem.chat.base-url", "mem.chat_base_url", _optional_str, None),
+    ("nubase.mem.chat.json-mode", "mem.chat_json_mode", _bool, None),
+    ("nubase.mem.chat.max-tokens", "mem.chat_max_tokens", int, None),
+    ("nubase.mem.chat.vision", "mem.chat_vision", _optional_bool, None),
     ("nubase.mem.provider.timeout-seconds", "mem.provider_timeout_seconds", float, None),
     ("nubase.mem.provider.max-retries", "mem.provider_max_retries", int, None),
     ("nubase.mem.provider.concurrency", "mem.provider_concurrency", int, None),
@@ -254,6 +267,8 @@ def validate(settings: Settings) -> None:
         raise SettingsError(
             "nubase.mem.embedding.dimensions must be 384 with the local embedder (all-MiniLM-L6-v2)"
         )
+    if mem.chat_max_tokens < 1:
+        raise SettingsError("nubase.mem.chat.max-tokens must be at least 1")
     if not re.match(FTS_CONFIG_PATTERN, mem.search_fts_config):
         raise SettingsError(f"nubase.mem.search.fts-config {mem.search_fts_config!r} is not a valid name")
     if not 1 <= mem.search_default_top_k <= mem.search_max_top_k:

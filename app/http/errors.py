@@ -68,10 +68,22 @@ def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) 
     return _response(status, body, dict(exc.headers or {}))
 
 
+def undecodable_body_handler(request: Request[Any, Any, Any], exc: UnicodeDecodeError) -> Response[Any]:
+    # Litestar's JSON decoding turns msgspec errors into 400s but lets a non-UTF-8 body escape as this.
+    log.info("request_refused", code="malformed_json", status=400)
+    return _response(400, {"code": "malformed_json", "message": "The request body is not valid UTF-8 JSON."})
+
+
 def postgres_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     """Database errors that slipped past the repos: never a stack trace, the right status."""
     if isinstance(exc, asyncpg.UniqueViolationError):
         return _response(409, {"code": "conflict", "message": "That would duplicate an existing record."})
+    if isinstance(exc, asyncpg.CharacterNotInRepertoireError | asyncpg.UntranslatableCharacterError):
+        # Caller text Postgres cannot store: a NUL (\u0000) in a text column or in JSON.
+        log.info("request_refused", code="invalid_text", status=400)
+        return _response(
+            400, {"code": "invalid_text", "message": "Text may not contain NUL (\\u0000) characters."}
+        )
     if isinstance(exc, asyncpg.QueryCanceledError):
         log.error("database_timeout", exc_info=exc)
         return _response(
@@ -109,6 +121,7 @@ def exception_handlers() -> dict[Any, Any]:
     return {
         AppError: app_error_handler,
         HTTPException: http_exception_handler,
+        UnicodeDecodeError: undecodable_body_handler,
         asyncpg.PostgresError: postgres_error_handler,
         asyncpg.InterfaceError: postgres_error_handler,
         OSError: postgres_error_handler,

@@ -238,22 +238,6 @@ async def history_for_owner(conn: asyncpg.Connection, memory_id: UUID, owner: Ow
     )
 
 
-async def entities_for_memory(
-    conn: asyncpg.Connection, memory_id: UUID, owner: Owner
-) -> list[asyncpg.Record]:
-    clause = owner_clause(owner, 2, alias="e")
-    return list(
-        await conn.fetch(
-            f"""SELECT e.id, e.text, e.entity_type, e.user_id, e.agent_id, e.run_id, e.created_at
-                FROM mem.entity_links l JOIN mem.entities e ON e.id = l.entity_id
-                WHERE l.memory_id = $1 AND {clause.sql}
-                ORDER BY lower(e.text)""",
-            memory_id,
-            *clause.params,
-        )
-    )
-
-
 async def record_session_messages(
     conn: asyncpg.Connection, owner: Owner, messages: Sequence[tuple[str, str | None, str]], window: int
 ) -> None:

@@ -161,15 +161,3 @@ def history_view(row: Any) -> dict[str, Any]:
         "actor": row["actor"],
         "created_at": iso(row["created_at"]),
     }
-
-
-def entity_view(row: Any) -> dict[str, Any]:
-    return {
-        "id": str(row["id"]),
-        "text": row["text"],
-        "entity_type": row["entity_type"],
-        "user_id": row["user_id"],
-        "agent_id": row["agent_id"],
-        "run_id": row["run_id"],
-        "created_at": iso(row["created_at"]),
-    }

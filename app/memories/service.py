@@ -14,6 +14,9 @@ from prometheus_client import Counter
 
 from app.auth.scope import MemoryAuthScope, Owner
 from app.db.session import TenantSession
+from app.entities import repo as entities_repo
+from app.entities.heuristic import extract_entities
+from app.entities.service import entity_view, link_entities
 from app.errors import BadRequest, Forbidden, InvalidFilter, NotFound, NotImplementedYet, ProviderError
 from app.memories import repo
 from app.memories.filters import compile_filters
@@ -23,7 +26,6 @@ from app.memories.schemas import (
     AddMemoryRequest,
     Message,
     UpdateMemoryRequest,
-    entity_view,
     history_view,
     memory_view,
     normalise_memory_type,
@@ -193,6 +195,7 @@ async def add_memories(
                 role=role,
                 expires_at=expires_at,
             )
+            await link_entities(conn, owner, row["id"], extract_entities(fact))
             results.append({"id": str(row["id"]), "memory": fact, "event": "ADD", "memory_type": memory_type})
             history.append(_history(row, "ADD", None, fact, scope))
             PIPELINE_EVENTS.labels("ADD").inc()
@@ -241,6 +244,9 @@ def _requested_owner(
     )
 
 
+_MAX_OFFSET = 2**63 - 1  # Postgres OFFSET is a bigint
+
+
 def _page(page: int | None, page_size: int | None, max_page_size: int) -> tuple[int, int]:
     page = 1 if page is None else page
     page_size = 50 if page_size is None else page_size
@@ -248,6 +254,8 @@ def _page(page: int | None, page_size: int | None, max_page_size: int) -> tuple[
         raise BadRequest("page starts at 1.", code="invalid_page")
     if not 1 <= page_size <= max_page_size:
         raise BadRequest(f"page_size must be between 1 and {max_page_size}.", code="invalid_page_size")
+    if (page - 1) * page_size > _MAX_OFFSET:
+        raise BadRequest("page is too large.", code="invalid_page")
     return page, page_size
 
 
@@ -341,6 +349,11 @@ async def update_memory(
     )
     if row is None:
         raise NotFound("No memory with this id.", code="memory_not_found")
+    if new_text != current["memory"]:
+        # The entities follow the text: drop the old links, link what the new text names.
+        await repo.unlink_entities(conn, [row["id"]])
+        memory_owner = Owner(row["user_id"], row["agent_id"], row["run_id"])
+        await link_entities(conn, memory_owner, row["id"], extract_entities(new_text))
     await _write_history(
         conn, [_history(row, "UPDATE", current["memory"], new_text, scope)], await _overrides(db), deps
     )
@@ -394,7 +407,7 @@ async def memory_history(db: TenantSession, scope: MemoryAuthScope, memory_id: U
 
 async def memory_entities(db: TenantSession, scope: MemoryAuthScope, memory_id: UUID) -> dict[str, Any]:
     await _find(db, scope, memory_id)
-    rows = await repo.entities_for_memory(await db.connection(), memory_id, scope.owner())
+    rows = await entities_repo.for_memory(await db.connection(), memory_id, scope.owner())
     return {"results": [entity_view(r) for r in rows]}
 
 

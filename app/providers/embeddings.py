@@ -14,7 +14,8 @@ import numpy as np
 import openai
 import structlog
 
-from app.errors import ProviderError, ProviderTimeout, ProviderUnavailable
+from app.errors import ProviderError
+from app.providers.errors import bad_answer, provider_call, reading_answer
 from app.providers.metrics import EMBED_CACHE, PROVIDER_ERRORS, PROVIDER_LATENCY
 from app.settings import MemSettings
 
@@ -163,41 +164,17 @@ class OpenAIEmbedder:
         if not texts:
             return []
         extra: dict[str, Any] = {"dimensions": self.dimensions} if self._send_dimensions else {}
-        started = time.perf_counter()
-        try:
+        with provider_call(self.name, "embed"):
             async with self._semaphore:
                 response = await self._client.embeddings.create(
                     model=self.model, input=list(texts), encoding_format="float", **extra
                 )
-        except openai.APITimeoutError as exc:
-            PROVIDER_ERRORS.labels(self.name, "embed", "timeout").inc()
-            raise ProviderTimeout("The embedding provider did not answer in time.") from exc
-        except openai.RateLimitError as exc:
-            PROVIDER_ERRORS.labels(self.name, "embed", "rate_limited").inc()
-            raise ProviderUnavailable(
-                "The embedding provider is rate limiting this service.",
-                code="provider_rate_limited",
-                headers={"Retry-After": exc.response.headers.get("retry-after", "1")},
-            ) from exc
-        except openai.APIConnectionError as exc:
-            PROVIDER_ERRORS.labels(self.name, "embed", "connection").inc()
-            raise ProviderUnavailable("The embedding provider cannot be reached.") from exc
-        except (openai.APIStatusError, openai.APIResponseValidationError) as exc:
-            PROVIDER_ERRORS.labels(self.name, "embed", "bad_response").inc()
-            raise ProviderError("The embedding provider answered with an error.") from exc
-        except (ValueError, TypeError) as exc:  # a body the client could not read
-            PROVIDER_ERRORS.labels(self.name, "embed", "bad_response").inc()
-            raise ProviderError("The embedding provider's answer could not be read.") from exc
-        PROVIDER_LATENCY.labels(self.name, "embed").observe(time.perf_counter() - started)
-        try:
+        with reading_answer(self.name, "embed"):
             # The client does not validate: a non-JSON answer arrives as a str, a bad vector as anything.
             data = sorted(response.data, key=lambda d: d.index)
             vectors = [np.asarray(d.embedding, dtype=np.float32) for d in data]
-        except (AttributeError, TypeError, ValueError) as exc:
-            PROVIDER_ERRORS.labels(self.name, "embed", "bad_response").inc()
-            raise ProviderError("The embedding provider's answer could not be read.") from exc
         if len(data) != len(texts):
-            raise ProviderError("The embedding provider returned the wrong number of vectors.")
+            raise bad_answer(self.name, "embed", "The embedding provider returned the wrong number of vectors.")
         return _check_dims(vectors, self.dimensions, self.name)
 
     async def close(self) -> None:

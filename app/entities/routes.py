@@ -1,0 +1,55 @@
+"""/mem/v1/entities: the owner's entity store."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from litestar import Controller, Request, delete, get
+from litestar.params import Parameter
+from litestar.status_codes import HTTP_200_OK
+
+from app.auth.scope import MemoryAuthScope
+from app.db.session import TenantSession
+from app.entities import service
+from app.http.params import owner_ids
+from app.memories.routes import MEMORY_DEPENDENCIES
+from app.memories.service import MemoryDeps
+
+
+class EntityController(Controller):
+    path = "/mem/v1/entities"
+    tags = ["entities"]
+    dependencies = MEMORY_DEPENDENCIES
+
+    @get("/", summary="List an owner's entities")
+    async def list_(
+        self,
+        request: Request[Any, Any, Any],
+        auth: MemoryAuthScope,
+        db: TenantSession,
+        deps: MemoryDeps,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        run_id: str | None = None,
+        entity_type: str | None = None,
+        page: int = Parameter(default=1, ge=1),
+        page_size: int = Parameter(default=50, ge=1),
+    ) -> dict[str, Any]:
+        return await service.list_entities(
+            db,
+            auth,
+            owner_ids(request, user_id=user_id, agent_id=agent_id, run_id=run_id),
+            entity_type=entity_type,
+            page=page,
+            page_size=page_size,
+            max_page_size=deps.settings.list_max_page_size,
+        )
+
+    @get("/{entity_id:uuid}", summary="One entity and the memories linked to it")
+    async def get_one(self, entity_id: UUID, auth: MemoryAuthScope, db: TenantSession) -> dict[str, Any]:
+        return await service.get_entity(db, auth, entity_id)
+
+    @delete("/{entity_id:uuid}", status_code=HTTP_200_OK, summary="Delete an entity and its links")
+    async def delete_one(self, entity_id: UUID, auth: MemoryAuthScope, db: TenantSession) -> dict[str, Any]:
+        return await service.delete_entity(db, auth, entity_id)

@@ -1,0 +1,74 @@
+"""The entity store: what the heuristic or the model found, linked to memories, owner-scoped."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from app.auth.scope import MemoryAuthScope, Owner
+from app.db.session import TenantSession
+from app.entities import repo
+from app.entities.heuristic import ENTITY_TYPES, FoundEntity
+from app.errors import BadRequest, NotFound
+from app.memories.schemas import iso
+
+
+async def link_entities(conn: Any, owner: Owner, memory_id: UUID, entities: list[FoundEntity]) -> None:
+    """Upsert the entities for the owner and link them to the memory (inside the caller's transaction)."""
+    pairs = list(
+        dict.fromkeys((e.text, e.entity_type if e.entity_type in ENTITY_TYPES else "other") for e in entities)
+    )
+    ids = await repo.upsert_entities(conn, owner, pairs)
+    await repo.link(conn, memory_id, ids)
+
+
+def entity_view(row: Any) -> dict[str, Any]:
+    out = {
+        "id": str(row["id"]),
+        "text": row["text"],
+        "entity_type": row["entity_type"],
+        "user_id": row["user_id"],
+        "agent_id": row["agent_id"],
+        "run_id": row["run_id"],
+        "created_at": iso(row["created_at"]),
+        "updated_at": iso(row["updated_at"]),
+    }
+    if "memory_count" in row.keys():
+        out["memory_count"] = int(row["memory_count"])
+    if "memory_ids" in row.keys():
+        out["memory_ids"] = [str(m) for m in row["memory_ids"]]
+    return out
+
+
+async def list_entities(
+    db: TenantSession,
+    scope: MemoryAuthScope,
+    owner_ids: dict[str, str | None],
+    *,
+    entity_type: str | None,
+    page: int,
+    page_size: int,
+    max_page_size: int,
+) -> dict[str, Any]:
+    owner = scope.owner(owner_ids.get("user_id"), owner_ids.get("agent_id"), owner_ids.get("run_id"))
+    if entity_type is not None and entity_type not in ENTITY_TYPES:
+        raise BadRequest(f"entity_type must be one of {', '.join(ENTITY_TYPES)}.", code="invalid_entity_type")
+    if page < 1 or not 1 <= page_size <= max_page_size:
+        raise BadRequest(f"page starts at 1 and page_size is 1 to {max_page_size}.", code="invalid_page")
+    rows, total = await repo.list_for_owner(
+        await db.connection(), owner, entity_type=entity_type, limit=page_size, offset=(page - 1) * page_size
+    )
+    return {"results": [entity_view(r) for r in rows], "total": total, "page": page, "page_size": page_size}
+
+
+async def get_entity(db: TenantSession, scope: MemoryAuthScope, entity_id: UUID) -> dict[str, Any]:
+    row = await repo.find_for_owner(await db.connection(), entity_id, scope.owner())
+    if row is None:
+        raise NotFound("No entity with this id.", code="entity_not_found")
+    return entity_view(row)
+
+
+async def delete_entity(db: TenantSession, scope: MemoryAuthScope, entity_id: UUID) -> dict[str, Any]:
+    if not await repo.delete_for_owner(await db.connection(), entity_id, scope.owner()):
+        raise NotFound("No entity with this id.", code="entity_not_found")
+    return {"id": str(entity_id), "message": "Entity deleted; its links to memories are gone."}
