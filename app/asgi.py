@@ -20,6 +20,7 @@ from app.http.errors import exception_handlers
 from app.http.middleware import RequestContextMiddleware
 from app.logging import configure_logging
 from app.memories.routes import MemoryController
+from app.providers.chat import build_chat_provider
 from app.providers.embeddings import LocalEmbedder, QueryEmbeddingCache, build_embedder
 from app.runtime import Runtime
 from app.search.routes import SearchController
@@ -54,12 +55,16 @@ async def build_runtime(settings: Settings) -> Runtime:
     cache = QueryEmbeddingCache(
         embedder, size=settings.mem.embedding_cache_size, ttl_seconds=settings.mem.embedding_cache_ttl_seconds
     )
-    return Runtime(settings, platform, pools, embedder, cache, embedded)
+    return Runtime(
+        settings, platform, pools, embedder, cache, embedded, chat=build_chat_provider(settings.mem)
+    )
 
 
 async def close_runtime(runtime: Runtime) -> None:
     await runtime.pools.close()
     await runtime.embedder.close()
+    if runtime.chat is not None:
+        await runtime.chat.close()
     await runtime.platform.stop()
     if runtime.embedded is not None:
         runtime.embedded.stop()

@@ -7,7 +7,7 @@ from typing import Any
 
 from app.db.embedded import EmbeddedPostgres
 from app.db.pools import TenantPools
-from app.memories.service import MemoryDeps
+from app.memories.deps import MemoryDeps
 from app.providers.embeddings import Embedder, QueryEmbeddingCache
 from app.settings import Settings
 from app.tenancy.service import Platform
@@ -21,6 +21,7 @@ class Runtime:
     embedder: Embedder
     query_cache: QueryEmbeddingCache
     embedded: EmbeddedPostgres | None = None
+    chat: Any = None  # ChatProvider | None
     jwks_clients: dict[str, Any] = field(default_factory=dict)
 
     def memory_deps(self, tenant_dims: int, fts_config: str) -> MemoryDeps:
@@ -30,5 +31,5 @@ class Runtime:
             query_cache=self.query_cache,
             tenant_dims=tenant_dims,
             fts_config=fts_config,
-            chat_available=self.settings.mem.chat_provider != "none",
+            chat=self.chat,
         )

@@ -45,6 +45,7 @@ class MemSettings:
     chat_api_key: str | None = field(default=None, repr=False)
     chat_json_mode: bool = True
     chat_max_tokens: int = 2000
+    pipeline_mode: str = "single"  # single (one LLM call per add) or two-call (extract, then decide)
     # None = by provider: openai and anthropic models see images, a generic server's may not.
     chat_vision: bool | None = None
     provider_timeout_seconds: float = 30.0
@@ -145,6 +146,7 @@ _KEYS: list[tuple[str, str, Callable[[Any], Any], str | None]] = [
     ("nubase.mem.chat.base-url", "mem.chat_base_url", _optional_str, None),
     ("nubase.mem.chat.json-mode", "mem.chat_json_mode", _bool, None),
     ("nubase.mem.chat.max-tokens", "mem.chat_max_tokens", int, None),
+    ("nubase.mem.pipeline.mode", "mem.pipeline_mode", str, None),
     ("nubase.mem.chat.vision", "mem.chat_vision", _optional_bool, None),
     ("nubase.mem.provider.timeout-seconds", "mem.provider_timeout_seconds", float, None),
     ("nubase.mem.provider.max-retries", "mem.provider_max_retries", int, None),
@@ -267,6 +269,8 @@ def validate(settings: Settings) -> None:
         raise SettingsError(
             "nubase.mem.embedding.dimensions must be 384 with the local embedder (all-MiniLM-L6-v2)"
         )
+    if mem.pipeline_mode not in ("single", "two-call"):
+        raise SettingsError(f"nubase.mem.pipeline.mode must be single or two-call, not {mem.pipeline_mode!r}")
     if mem.chat_max_tokens < 1:
         raise SettingsError("nubase.mem.chat.max-tokens must be at least 1")
     if not re.match(FTS_CONFIG_PATTERN, mem.search_fts_config):

@@ -18,7 +18,7 @@ from app.auth.tokens import USER_ROLE, unverified_ref, verify_api_key, verify_us
 from app.db.session import TenantSession
 from app.errors import Conflict, Forbidden, Unauthorized
 from app.http.middleware import TENANT_SCOPE_KEY
-from app.memories.service import MemoryDeps
+from app.memories.deps import MemoryDeps
 from app.runtime import Runtime
 from app.tenancy.models import Tenant
 

@@ -13,8 +13,8 @@ from app.auth.scope import MemoryAuthScope
 from app.db.session import TenantSession
 from app.entities import service
 from app.http.params import owner_ids
+from app.memories.deps import MemoryDeps
 from app.memories.routes import MEMORY_DEPENDENCIES
-from app.memories.service import MemoryDeps
 
 
 class EntityController(Controller):

@@ -34,7 +34,9 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from app.auth.scope import MemoryAuthScope
 from app.errors import InvalidFilter
+from app.memories.schemas import normalise_memory_type
 
 MAX_DEPTH = 8
 MAX_CONDITIONS = 64
@@ -393,3 +395,21 @@ def _parse_timestamp(value: Any, path: str) -> datetime:
     else:
         raise _invalid(f"Expected an ISO-8601 timestamp string, not {_type_name(value)}.", path)
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def compile_scoped_filters(
+    scope: MemoryAuthScope, filters: dict[str, Any] | None, memory_type: str | None
+) -> tuple[str, list[Any]]:
+    """The caller's filters (plus memory_type) as SQL from $1; a user may not name another user."""
+    if filters is not None and not isinstance(filters, dict):
+        raise InvalidFilter("Filters must be a JSON object.", details={"path": "filters"})
+    combined: dict[str, Any] = dict(filters or {})
+    if memory_type is not None:
+        combined = (
+            {"AND": [combined, {"memory_type": normalise_memory_type(memory_type)}]}
+            if combined
+            else {"memory_type": normalise_memory_type(memory_type)}
+        )
+    compiled = compile_filters(combined or None, first_param=1)
+    scope.check_named_users(compiled.owner_values.get("user_id", set()))
+    return compiled.sql, list(compiled.params)

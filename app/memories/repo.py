@@ -266,6 +266,25 @@ async def record_session_messages(
     )
 
 
+async def recent_session_messages(
+    conn: asyncpg.Connection, owner: Owner, limit: int
+) -> list[tuple[str, str | None, str]]:
+    """The last messages of this conversation scope, oldest first."""
+    rows = await conn.fetch(
+        """SELECT role, name, content FROM (
+               SELECT s.id, s.role, s.name, s.content FROM mem.session_messages s
+               WHERE s.user_id IS NOT DISTINCT FROM $1 AND s.agent_id IS NOT DISTINCT FROM $2
+                 AND s.run_id IS NOT DISTINCT FROM $3
+               ORDER BY s.id DESC LIMIT $4) AS recent
+           ORDER BY id""",
+        owner.user_id,
+        owner.agent_id,
+        owner.run_id,
+        limit,
+    )
+    return [(r["role"], r["name"], r["content"]) for r in rows]
+
+
 async def stats_for_owner(conn: asyncpg.Connection, owner: Owner, *, top_users: bool) -> dict[str, Any]:
     clause = owner_clause(owner, 1)
     eclause = owner_clause(owner, 1, alias="e")

@@ -16,8 +16,8 @@ from app.db.session import TenantSession
 from app.errors import BadRequest, ValidationFailed
 from app.http.params import flag, json_filters, owner_ids
 from app.memories import service
+from app.memories.deps import MemoryDeps
 from app.memories.schemas import AddMemoryRequest, UpdateMemoryRequest, decode_body
-from app.memories.service import MemoryDeps
 
 MEMORY_DEPENDENCIES = {
     "auth": Provide(provide_scope),

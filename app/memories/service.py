@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import hashlib
-import re
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from uuid import UUID
 
 import structlog
-from prometheus_client import Counter
 
 from app.auth.scope import MemoryAuthScope, Owner
 from app.db.session import TenantSession
 from app.entities import repo as entities_repo
-from app.entities.heuristic import extract_entities
-from app.entities.service import entity_view, link_entities
-from app.errors import BadRequest, Forbidden, InvalidFilter, NotFound, NotImplementedYet, ProviderError
-from app.memories import repo
-from app.memories.filters import compile_filters
+from app.entities.service import entity_view
+from app.errors import BadRequest, Forbidden, NotFound
+from app.memories import pipeline, repo
+from app.memories.deps import MemoryDeps
+from app.memories.filters import compile_scoped_filters
 from app.memories.schemas import (
     MAX_MEMORY_CHARS,
     MAX_MESSAGES,
@@ -30,12 +25,11 @@ from app.memories.schemas import (
     memory_view,
     normalise_memory_type,
 )
-from app.providers.embeddings import Embedder, QueryEmbeddingCache
-from app.settings import MemSettings
+from app.memories.turns import expiry, message_text, record_turn
+from app.memories.writer import Writer, content_hash
 
 log = structlog.get_logger(__name__)
 
-PIPELINE_EVENTS = Counter("memory_pipeline_events_total", "Memory mutations by event", ["event"])
 
 # Per-tenant overrides that PUT /config accepts: key -> (type check, description of range).
 CONFIG_KEYS: dict[str, tuple[type, float, float]] = {
@@ -48,76 +42,8 @@ CONFIG_KEYS: dict[str, tuple[type, float, float]] = {
 FIXED_CONFIG_KEYS = ("embedding.dimensions", "search.fts-config")
 
 
-@dataclass(frozen=True)
-class MemoryDeps:
-    """What the memory service needs besides the request: providers and settings."""
-
-    settings: MemSettings
-    embedder: Embedder
-    query_cache: QueryEmbeddingCache
-    tenant_dims: int
-    fts_config: str = "simple"
-    chat_available: bool = False
-    notes: list[str] = field(default_factory=list)
-
-    def check_dimensions(self) -> None:
-        if self.embedder.dimensions != self.tenant_dims:
-            raise ProviderError(
-                f"The embedding provider gives {self.embedder.dimensions} dimensions but this tenant "
-                f"stores {self.tenant_dims}.",
-                code="embedding_dimension_mismatch",
-            )
-
-
-def content_hash(text: str) -> str:
-    """md5 of the normalised text (mem0 uses md5): the same fact twice is a duplicate."""
-    normalised = re.sub(r"\s+", " ", text).strip().lower()
-    return hashlib.md5(normalised.encode()).hexdigest()
-
-
-def _message_text(message: Message, notes: list[str]) -> str:
-    if isinstance(message.content, str):
-        return message.content
-    parts = []
-    for part in message.content:
-        if part.type == "text" and part.text:
-            parts.append(part.text)
-        elif part.type in ("image_url", "image"):
-            notes.append("An image part was dropped: image description needs a vision-capable chat provider.")
-    return "\n".join(parts)
-
-
 def _is_blank(message: Message) -> bool:
     return not message.content.strip() if isinstance(message.content, str) else not message.content
-
-
-def _expiry(request: AddMemoryRequest, memory_type: str, ttl_hours: float) -> datetime | None:
-    now = datetime.now(UTC)
-    if request.expiration_date is not None:
-        text = request.expiration_date.strip()
-        try:
-            if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
-                # A date means "through that day" (UTC).
-                expires = datetime.combine(date.fromisoformat(text) + timedelta(days=1), time(), UTC)
-            else:
-                expires = datetime.fromisoformat(text.replace("Z", "+00:00"))
-                if expires.tzinfo is None:
-                    expires = expires.replace(tzinfo=UTC)
-        except ValueError as exc:
-            raise BadRequest(
-                "expiration_date must be an ISO 8601 date or date-time.", code="invalid_expiration_date"
-            ) from exc
-        if expires <= now:
-            raise BadRequest("expiration_date must be in the future.", code="invalid_expiration_date")
-        return expires
-    if memory_type == "SHORT_TERM":
-        return now + timedelta(hours=ttl_hours)
-    return None
-
-
-async def _overrides(db: TenantSession) -> dict[str, Any]:
-    row = await repo.read_config(await db.connection())
-    return dict(row["settings"]) if row else {}
 
 
 async def add_memories(
@@ -142,14 +68,11 @@ async def add_memories(
             raise BadRequest(f"Unknown message role {m.role!r}.", code="invalid_message_role")
 
     if request.infer and deps.chat_available:
-        raise NotImplementedYet(
-            "Fact extraction (infer=true) with a chat provider is not available yet; send infer=false.",
-            code="pipeline_not_available",
-        )
+        return await pipeline.infer(db, scope, owner, messages, request, deps)
     if request.infer:
         notes.append("No chat provider is configured: messages were stored verbatim, as with infer=false.")
 
-    turn = [(m.role, m.name, _message_text(m, notes)) for m in messages if m.role != "system"]
+    turn = [(m.role, m.name, message_text(m, notes)) for m in messages if m.role != "system"]
     facts = [(role, name, text.strip()) for role, name, text in turn if text.strip()]
     for _, _, text in facts:
         if len(text) > MAX_MEMORY_CHARS:
@@ -157,80 +80,47 @@ async def add_memories(
                 f"A message is longer than {MAX_MEMORY_CHARS} characters.", code="message_too_long"
             )
 
-    conn = await db.connection()
-    overrides = await _overrides(db)
-    ttl = float(overrides.get("memory.short-term-ttl-hours", deps.settings.short_term_ttl_hours))
-    expires_at = _expiry(request, memory_type, ttl)
+    writer = await Writer.open(db, scope, deps)
+    expires_at = expiry(request, memory_type, writer)
 
     # Drop exact duplicates (within the request and against stored memories) before embedding.
     results: list[dict[str, Any]] = []
-    new: list[tuple[str, str | None, str, str]] = []
+    new: list[tuple[str, str | None, str]] = []
     seen: set[str] = set()
     for role, name, text in facts:
         digest = content_hash(text)
         if digest in seen:
             continue
         seen.add(digest)
-        existing = await repo.find_live_by_hash(conn, owner, digest)
+        existing = await repo.find_live_by_hash(writer.conn, owner, digest)
         if existing is not None:
             results.append({"id": str(existing["id"]), "memory": existing["memory"], "event": "NONE"})
-            PIPELINE_EVENTS.labels("NONE").inc()
+            writer.unchanged()
         else:
-            new.append((role, name, text, digest))
+            new.append((role, name, text))
 
     if new:
         deps.check_dimensions()
-        vectors = await deps.embedder.embed([fact for _, _, fact, _ in new])
-        history = []
-        for (role, name, fact, digest), vector in zip(new, vectors, strict=True):
-            row = await repo.insert_memory(
-                conn,
+        vectors = await deps.embedder.embed([fact for _, _, fact in new])
+        for (role, name, fact), vector in zip(new, vectors, strict=True):
+            row = await writer.add(
                 owner,
-                memory=fact,
-                embedding=vector,
-                hash_=digest,
+                fact,
+                vector,
                 memory_type=memory_type,
                 metadata=metadata,
+                expires_at=expires_at,
                 actor_id=name,
                 role=role,
-                expires_at=expires_at,
             )
-            await link_entities(conn, owner, row["id"], extract_entities(fact))
             results.append({"id": str(row["id"]), "memory": fact, "event": "ADD", "memory_type": memory_type})
-            history.append(_history(row, "ADD", None, fact, scope))
-            PIPELINE_EVENTS.labels("ADD").inc()
-        await _write_history(conn, history, overrides, deps)
-
-    window = int(overrides.get("session.window-size", deps.settings.session_window_size))
-    if turn and window > 0:
-        await repo.record_session_messages(conn, owner, turn, window)
+    await writer.flush()
+    await record_turn(writer, owner, turn)
     log.info("memories_added", added=len(new), unchanged=len(results) - len(new))
     body: dict[str, Any] = {"results": results}
     if notes:
         body["notes"] = sorted(set(notes))
     return body
-
-
-def _history(
-    row: Any, event: str, old: str | None, new: str | None, scope: MemoryAuthScope
-) -> dict[str, Any]:
-    return {
-        "memory_id": row["id"],
-        "user_id": row["user_id"],
-        "agent_id": row["agent_id"],
-        "run_id": row["run_id"],
-        "event": event,
-        "old_memory": old,
-        "new_memory": new,
-        "actor": scope.actor,
-    }
-
-
-async def _write_history(
-    conn: Any, rows: list[dict[str, Any]], overrides: dict[str, Any], deps: MemoryDeps
-) -> None:
-    if rows and overrides.get("history.enabled", deps.settings.history_enabled):
-        await repo.insert_history(conn, rows)
 
 
 def _requested_owner(
@@ -257,24 +147,6 @@ def _page(page: int | None, page_size: int | None, max_page_size: int) -> tuple[
     if (page - 1) * page_size > _MAX_OFFSET:
         raise BadRequest("page is too large.", code="invalid_page")
     return page, page_size
-
-
-def compile_scoped_filters(
-    scope: MemoryAuthScope, filters: dict[str, Any] | None, memory_type: str | None
-) -> tuple[str, list[Any]]:
-    """The caller's filters (plus memory_type) as SQL from $1; a user may not name another user."""
-    if filters is not None and not isinstance(filters, dict):
-        raise InvalidFilter("Filters must be a JSON object.", details={"path": "filters"})
-    combined: dict[str, Any] = dict(filters or {})
-    if memory_type is not None:
-        combined = (
-            {"AND": [combined, {"memory_type": normalise_memory_type(memory_type)}]}
-            if combined
-            else {"memory_type": normalise_memory_type(memory_type)}
-        )
-    compiled = compile_filters(combined or None, first_param=1)
-    scope.check_named_users(compiled.owner_values.get("user_id", set()))
-    return compiled.sql, list(compiled.params)
 
 
 async def list_memories(
@@ -330,49 +202,29 @@ async def update_memory(
         if len(text) > MAX_MEMORY_CHARS:
             raise BadRequest(f"text is longer than {MAX_MEMORY_CHARS} characters.", code="text_too_long")
     current = await _find(db, scope, memory_id, for_update=True)
-    owner = scope.owner()
     new_text = text if text is not None else current["memory"]
-    if text is not None and text != current["memory"]:
+    vector = None
+    if new_text != current["memory"]:
         deps.check_dimensions()
-        (embedding,) = await deps.embedder.embed([text])
-    else:
-        embedding = None
-    conn = await db.connection()
-    row = await repo.update_memory(
-        conn,
-        memory_id,
-        owner,
-        memory=new_text,
-        embedding=embedding,
-        hash_=content_hash(new_text),
-        metadata=request.metadata if request.metadata is not None else current["metadata"],
-    )
+        (vector,) = await deps.embedder.embed([new_text])
+    writer = await Writer.open(db, scope, deps)
+    metadata = request.metadata if request.metadata is not None else current["metadata"]
+    row = await writer.update(current, scope.owner(), text=new_text, vector=vector, metadata=metadata)
     if row is None:
         raise NotFound("No memory with this id.", code="memory_not_found")
-    if new_text != current["memory"]:
-        # The entities follow the text: drop the old links, link what the new text names.
-        await repo.unlink_entities(conn, [row["id"]])
-        memory_owner = Owner(row["user_id"], row["agent_id"], row["run_id"])
-        await link_entities(conn, memory_owner, row["id"], extract_entities(new_text))
-    await _write_history(
-        conn, [_history(row, "UPDATE", current["memory"], new_text, scope)], await _overrides(db), deps
-    )
-    PIPELINE_EVENTS.labels("UPDATE").inc()
+    await writer.flush()
     return memory_view(row)
 
 
 async def delete_memory(
     db: TenantSession, scope: MemoryAuthScope, memory_id: UUID, deps: MemoryDeps
 ) -> dict[str, Any]:
-    conn = await db.connection()
-    row = await repo.soft_delete(conn, memory_id, scope.owner())
+    writer = await Writer.open(db, scope, deps)
+    row = await repo.soft_delete(writer.conn, memory_id, scope.owner())
     if row is None:
         raise NotFound("No memory with this id.", code="memory_not_found")
-    await repo.unlink_entities(conn, [row["id"]])
-    await _write_history(
-        conn, [_history(row, "DELETE", row["memory"], None, scope)], await _overrides(db), deps
-    )
-    PIPELINE_EVENTS.labels("DELETE").inc()
+    await writer.deleted([row])
+    await writer.flush()
     return {"id": str(memory_id), "message": "Memory deleted successfully!"}
 
 
@@ -386,14 +238,10 @@ async def delete_all_memories(
     # Never "everything": an owner id is required even for service_role (reset is the tool for that).
     owner = _requested_owner(scope, owner_ids, require_owner=True)
     sql, params = compile_scoped_filters(scope, filters, None)
-    conn = await db.connection()
-    rows = await repo.soft_delete_matching(conn, owner, filter_sql=sql, filter_params=params)
-    if rows:
-        await repo.unlink_entities(conn, [r["id"] for r in rows])
-        await _write_history(
-            conn, [_history(r, "DELETE", r["memory"], None, scope) for r in rows], await _overrides(db), deps
-        )
-        PIPELINE_EVENTS.labels("DELETE").inc(len(rows))
+    writer = await Writer.open(db, scope, deps)
+    rows = await repo.soft_delete_matching(writer.conn, owner, filter_sql=sql, filter_params=params)
+    await writer.deleted(rows)
+    await writer.flush()
     log.info("memories_deleted", count=len(rows))
     return {"message": "Memories deleted successfully!", "deleted": len(rows)}
 

@@ -54,6 +54,11 @@ class ChatProvider(Protocol):
     async def close(self) -> None: ...
 
 
+def _block_text(block: object) -> str:
+    text = getattr(block, "text", None)
+    return text if getattr(block, "type", None) == "text" and isinstance(text, str) else ""
+
+
 def _tokens(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
@@ -201,12 +206,7 @@ class AnthropicChat:
         if not isinstance(response, anthropic.types.Message):
             raise bad_answer(self.name, OPERATION)
         blocks = response.content if isinstance(response.content, list) else []
-        texts = [
-            text
-            for block in blocks
-            if getattr(block, "type", None) == "text" and isinstance(text := getattr(block, "text", None), str)
-        ]
-        completion = "".join(texts)
+        completion = "".join(_block_text(block) for block in blocks)
         if not completion.strip():
             if getattr(response, "stop_reason", None) == "refusal":
                 raise bad_answer(self.name, OPERATION, "The chat provider refused to answer.")

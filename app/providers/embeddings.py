@@ -174,7 +174,9 @@ class OpenAIEmbedder:
             data = sorted(response.data, key=lambda d: d.index)
             vectors = [np.asarray(d.embedding, dtype=np.float32) for d in data]
         if len(data) != len(texts):
-            raise bad_answer(self.name, "embed", "The embedding provider returned the wrong number of vectors.")
+            raise bad_answer(
+                self.name, "embed", "The embedding provider returned the wrong number of vectors."
+            )
         return _check_dims(vectors, self.dimensions, self.name)
 
     async def close(self) -> None:

@@ -9,9 +9,9 @@ from litestar.status_codes import HTTP_200_OK
 
 from app.auth.scope import MemoryAuthScope
 from app.db.session import TenantSession
+from app.memories.deps import MemoryDeps
 from app.memories.routes import MEMORY_DEPENDENCIES
 from app.memories.schemas import SearchRequest, decode_body
-from app.memories.service import MemoryDeps
 from app.search import service
 
 

@@ -20,11 +20,13 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.auth.scope import MemoryAuthScope
+from app.auth.scope import MemoryAuthScope, Owner
 from app.db.session import TenantSession
 from app.errors import BadRequest
+from app.memories.deps import MemoryDeps
+from app.memories.filters import compile_scoped_filters
 from app.memories.schemas import MAX_QUERY_CHARS, SearchRequest, memory_view
-from app.memories.service import MemoryDeps, _overrides, compile_scoped_filters
+from app.memories.writer import tenant_overrides
 from app.search import repo
 from app.search.keywords import keyword_query, query_phrases
 
@@ -109,7 +111,7 @@ async def search(
         )
     filter_sql, filter_params = compile_scoped_filters(scope, request.filters, request.memory_type)
 
-    overrides = await _overrides(db)
+    overrides = await tenant_overrides(db)
     entity_enabled = bool(
         overrides.get("search.entity-boost-enabled", deps.settings.search_entity_boost_enabled)
     )
@@ -153,3 +155,37 @@ async def search(
         body={"results": results},
         timings_ms={"embed": (embedded - started) * 1000, "retrieval": (finished - embedded) * 1000},
     )
+
+
+async def candidates_for_texts(
+    db: TenantSession,
+    owner: Owner,
+    texts: list[str],
+    vectors: list[Any],
+    deps: MemoryDeps,
+    *,
+    per_text: int = 5,
+) -> list[Any]:
+    """The owner's live memories nearest to each text, by meaning and by words: what new facts
+    are compared with before the model decides ADD / UPDATE / DELETE / NONE."""
+    conn = await db.connection()
+    by_id: dict[Any, tuple[float, Any]] = {}
+    for text, vector in zip(texts, vectors, strict=True):
+        keywords = keyword_query(await _lexemes(db, deps.fts_config, text[:MAX_QUERY_CHARS]), deps.fts_config)
+        rows = await repo.hybrid_candidates(
+            conn,
+            owner,
+            vector,
+            terms=keywords.terms,
+            prefix=keywords.prefix,
+            tsquery=keywords.tsquery,
+            phrases=(),
+            limits=repo.SignalLimits(dense=per_text, keyword=per_text, entity=0),
+            filter_sql="TRUE",
+            filter_params=(),
+            include_expired=False,
+        )
+        for score, _, row in fuse(rows, {"semantic", "keyword"})[: 2 * per_text]:
+            if row["id"] not in by_id or by_id[row["id"]][0] < score:
+                by_id[row["id"]] = (score, row)
+    return [row for _, row in sorted(by_id.values(), key=lambda t: -t[0])]

@@ -1,0 +1,119 @@
+"""Reading the model's answer: tolerant JSON parsing and validation of each decision.
+
+A malformed item is skipped and reported, never fatal and never silent. Candidate memories
+are shown to the model under short temporary ids (m1, m2, ...) and mapped back here, so an
+id the model invents, or copies from elsewhere, can never reach a memory outside the
+candidates, let alone another owner's.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+from app.entities.heuristic import ENTITY_TYPES, MAX_ENTITIES_PER_TEXT, MAX_ENTITY_CHARS, FoundEntity
+from app.memories.schemas import MAX_MEMORY_CHARS, MEMORY_TYPES
+
+EVENTS = ("ADD", "UPDATE", "DELETE", "NONE")
+MAX_FACTS = 50
+_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL | re.IGNORECASE)
+
+
+class UnreadableAnswer(ValueError):
+    """The model's answer holds no JSON object at all."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    event: str
+    text: str
+    target: UUID | None
+    memory_type: str | None
+    entities: list[FoundEntity]
+
+
+@dataclass
+class ParsedAnswer:
+    decisions: list[Decision] = field(default_factory=list)
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+
+
+def parse_json_object(text: str) -> dict[str, Any]:
+    """The first JSON object in the text: bare, inside a code fence, or followed by prose."""
+    for candidate in [m.group(1) for m in _FENCE.finditer(text)] + [text]:
+        start = candidate.find("{")
+        while start != -1:
+            try:
+                value, _ = json.JSONDecoder().raw_decode(candidate[start:])
+            except json.JSONDecodeError:
+                start = candidate.find("{", start + 1)
+                continue
+            if isinstance(value, dict):
+                return value
+            start = candidate.find("{", start + 1)
+    raise UnreadableAnswer("no JSON object in the model's answer")
+
+
+def _entities(raw: Any) -> list[FoundEntity]:
+    out: list[FoundEntity] = []
+    if not isinstance(raw, list):
+        return out
+    for item in raw[:MAX_ENTITIES_PER_TEXT]:
+        if isinstance(item, str):
+            text, kind = item, "other"
+        elif isinstance(item, dict) and isinstance(item.get("text"), str):
+            text, kind = item["text"], str(item.get("type") or "other").lower()
+        else:
+            continue
+        text = text.strip()
+        if 1 < len(text) <= MAX_ENTITY_CHARS:
+            out.append(FoundEntity(text, kind if kind in ENTITY_TYPES else "other"))
+    return out
+
+
+def read_decisions(answer: dict[str, Any], temp_ids: dict[str, UUID], *, default_event: str) -> ParsedAnswer:
+    """Validate the `facts` list item by item against the candidates' temporary ids."""
+    parsed = ParsedAnswer()
+    facts = answer.get("facts", answer.get("memory"))
+    if not isinstance(facts, list):
+        parsed.skipped.append({"index": None, "reason": "the answer has no 'facts' list"})
+        return parsed
+    for index, item in enumerate(facts[:MAX_FACTS]):
+        reason = None
+        if not isinstance(item, dict):
+            reason = "not an object"
+        else:
+            event = str(item.get("event") or default_event).upper()
+            text = item.get("text")
+            text = text.strip() if isinstance(text, str) else ""
+            raw_target = item.get("target", item.get("id"))
+            target = temp_ids.get(str(raw_target)) if raw_target not in (None, "") else None
+            memory_type = str(item.get("memory_type") or "").upper() or None
+            if event not in EVENTS:
+                reason = f"unknown event {event!r}"
+            elif event in ("ADD", "UPDATE") and not text:
+                reason = "no text"
+            elif len(text) > MAX_MEMORY_CHARS:
+                reason = "text too long"
+            elif event in ("UPDATE", "DELETE") and target is None:
+                reason = f"target {raw_target!r} is not one of the candidate memories"
+            elif raw_target not in (None, "") and target is None and event == "NONE":
+                reason = f"target {raw_target!r} is not one of the candidate memories"
+            if reason is None:
+                parsed.decisions.append(
+                    Decision(
+                        event=event,
+                        text=text,
+                        target=target,
+                        memory_type=memory_type if memory_type in MEMORY_TYPES else None,
+                        entities=_entities(item.get("entities")),
+                    )
+                )
+                continue
+        parsed.skipped.append({"index": index, "reason": reason})
+    if len(facts) > MAX_FACTS:
+        parsed.skipped.append({"index": MAX_FACTS, "reason": f"only the first {MAX_FACTS} facts are read"})
+    return parsed

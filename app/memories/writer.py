@@ -1,0 +1,148 @@
+"""The write primitives every mutation path shares: row, history, entity links, metrics.
+
+All writes go through the request's transaction, so a failure anywhere leaves the tenant
+as it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import numpy as np
+from prometheus_client import Counter
+
+from app.auth.scope import MemoryAuthScope, Owner
+from app.db.session import TenantSession
+from app.entities.heuristic import FoundEntity, extract_entities
+from app.entities.service import link_entities
+from app.memories import repo
+from app.memories.deps import MemoryDeps
+
+PIPELINE_EVENTS = Counter("memory_pipeline_events_total", "Memory mutations by event", ["event"])
+
+
+def content_hash(text: str) -> str:
+    """md5 of the normalised text (mem0 uses md5): the same fact twice is a duplicate."""
+    normalised = re.sub(r"\s+", " ", text).strip().lower()
+    return hashlib.md5(normalised.encode()).hexdigest()
+
+
+async def tenant_overrides(db: TenantSession) -> dict[str, Any]:
+    row = await repo.read_config(await db.connection())
+    return dict(row["settings"]) if row else {}
+
+
+class Writer:
+    """Collects history rows and writes them once; one Writer per request."""
+
+    def __init__(
+        self, conn: asyncpg.Connection, scope: MemoryAuthScope, deps: MemoryDeps, overrides: dict[str, Any]
+    ) -> None:
+        self.conn = conn
+        self.scope = scope
+        self.deps = deps
+        self.overrides = overrides
+        self._history: list[dict[str, Any]] = []
+
+    @classmethod
+    async def open(cls, db: TenantSession, scope: MemoryAuthScope, deps: MemoryDeps) -> Writer:
+        conn = await db.connection()
+        return cls(conn, scope, deps, await tenant_overrides(db))
+
+    def setting(self, key: str, default: Any) -> Any:
+        return self.overrides.get(key, default)
+
+    async def add(
+        self,
+        owner: Owner,
+        text: str,
+        vector: np.ndarray,
+        *,
+        memory_type: str,
+        metadata: dict[str, Any],
+        expires_at: datetime | None,
+        entities: list[FoundEntity] | None = None,
+        actor_id: str | None = None,
+        role: str | None = None,
+    ) -> asyncpg.Record:
+        row = await repo.insert_memory(
+            self.conn,
+            owner,
+            memory=text,
+            embedding=vector,
+            hash_=content_hash(text),
+            memory_type=memory_type,
+            metadata=metadata,
+            actor_id=actor_id,
+            role=role,
+            expires_at=expires_at,
+        )
+        await link_entities(self.conn, owner, row["id"], entities if entities else extract_entities(text))
+        self._record(row, "ADD", None, text)
+        return row
+
+    async def update(
+        self,
+        current: asyncpg.Record,
+        owner: Owner,
+        *,
+        text: str,
+        vector: np.ndarray | None,
+        metadata: dict[str, Any],
+        entities: list[FoundEntity] | None = None,
+    ) -> asyncpg.Record | None:
+        """Replace text and/or metadata of a memory already resolved within `owner`."""
+        row = await repo.update_memory(
+            self.conn,
+            current["id"],
+            owner,
+            memory=text,
+            embedding=vector,
+            hash_=content_hash(text),
+            metadata=metadata,
+        )
+        if row is None:
+            return None
+        if text != current["memory"]:
+            # The entities follow the text, under the memory's own owner.
+            await repo.unlink_entities(self.conn, [row["id"]])
+            memory_owner = Owner(row["user_id"], row["agent_id"], row["run_id"])
+            await link_entities(
+                self.conn, memory_owner, row["id"], entities if entities else extract_entities(text)
+            )
+        self._record(row, "UPDATE", current["memory"], text)
+        return row
+
+    async def deleted(self, rows: list[asyncpg.Record]) -> None:
+        """Unlink and record memories the caller has soft-deleted within its owner."""
+        if rows:
+            await repo.unlink_entities(self.conn, [r["id"] for r in rows])
+        for row in rows:
+            self._record(row, "DELETE", row["memory"], None)
+
+    def unchanged(self, count: int = 1) -> None:
+        PIPELINE_EVENTS.labels("NONE").inc(count)
+
+    def _record(self, row: asyncpg.Record, event: str, old: str | None, new: str | None) -> None:
+        PIPELINE_EVENTS.labels(event).inc()
+        self._history.append(
+            {
+                "memory_id": row["id"],
+                "user_id": row["user_id"],
+                "agent_id": row["agent_id"],
+                "run_id": row["run_id"],
+                "event": event,
+                "old_memory": old,
+                "new_memory": new,
+                "actor": self.scope.actor,
+            }
+        )
+
+    async def flush(self) -> None:
+        if self._history and self.setting("history.enabled", self.deps.settings.history_enabled):
+            await repo.insert_history(self.conn, self._history)
+        self._history = []
