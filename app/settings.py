@@ -70,7 +70,7 @@ class Settings:
     max_body_bytes: int = 1_048_576
     database_url: str | None = field(default=None, repr=False)
     data_dir: Path = PROJECT_ROOT / ".data"
-    pool_min_size: int = 1
+    pool_min_size: int = 0
     pool_max_size: int = 10
     pool_idle_seconds: float = 300.0
     max_pools: int = 100

@@ -82,16 +82,16 @@ def _reset_fake_provider(request: pytest.FixtureRequest) -> None:
 
 
 def make_settings(platform_dsn: str, fake: FakeProviderServer, **mem: Any) -> Settings:
-    mem_settings = MemSettings(
-        embedding_provider="generic",
-        embedding_model="fake-embed",
-        embedding_dimensions=DIMS,
-        embedding_base_url=fake.openai_base_url,
-        embedding_api_key="test",
-        provider_max_retries=0,
-        provider_timeout_seconds=5,
-        **mem,
-    )
+    defaults: dict[str, Any] = {
+        "embedding_provider": "generic",
+        "embedding_model": "fake-embed",
+        "embedding_dimensions": DIMS,
+        "embedding_base_url": fake.openai_base_url,
+        "embedding_api_key": "test",
+        "provider_max_retries": 0,
+        "provider_timeout_seconds": 5,
+    }
+    mem_settings = MemSettings(**{**defaults, **mem})
     return Settings(
         env="test",
         database_url=platform_dsn,
@@ -99,6 +99,10 @@ def make_settings(platform_dsn: str, fake: FakeProviderServer, **mem: Any) -> Se
         log_format="json",
         log_level="warning",
         pool_max_size=4,
+        # Tenants come and go per test: idle pools close within seconds, not at session end,
+        # so a long suite never runs the server out of connections.
+        pool_min_size=0,
+        pool_idle_seconds=3,
         max_body_bytes=64 * 1024,
         mem=mem_settings,
     )
@@ -186,8 +190,9 @@ async def table_counts(runtime: Runtime, keys: TenantKeys) -> dict[str, int]:
         await conn.close()
 
 
-async def add(client: httpx.AsyncClient, headers: dict[str, str], text: str, user_id: str | None = "alice",
-              **body: Any) -> dict[str, Any]:
+async def add(
+    client: httpx.AsyncClient, headers: dict[str, str], text: str, user_id: str | None = "alice", **body: Any
+) -> dict[str, Any]:
     """Store one verbatim memory and return its result item."""
     payload: dict[str, Any] = {"messages": [{"role": "user", "content": text}], "infer": False, **body}
     if user_id is not None:

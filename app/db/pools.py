@@ -61,6 +61,8 @@ class TenantPools:
                 min_size=self._min_size,
                 max_size=self._max_size,
                 init=init_connection,
+                # Connections idle this long are closed even while the pool stays open.
+                max_inactive_connection_lifetime=self._idle_seconds,
                 server_settings={
                     "application_name": f"memory:{ref}",
                     "statement_timeout": str(self._statement_timeout_ms),

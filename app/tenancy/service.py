@@ -65,7 +65,7 @@ class Platform:
         self.server_dsn = server_dsn
         self.control_dsn = server_dsn if settings.database_url else with_database(server_dsn, CONTROL_DB)
         self.control: asyncpg.Pool | None = None
-        self._cache: dict[str, tuple[Tenant | None, float]] = {}
+        self._cache: dict[str, tuple[Tenant, float]] = {}
         self._jwks: dict[str, jwt.PyJWKSet | None] = {}
         self._create_lock = asyncio.Lock()
 
@@ -115,12 +115,17 @@ class Platform:
     # --- the tenant directory (cached) ----------------------------------------------
 
     async def find_tenant(self, ref: str) -> Tenant | None:
+        # The ref may come from a key whose signature is not checked yet: only well-formed refs
+        # are looked up, and only hits are cached, so made-up refs cannot grow the cache.
+        if not REF_PATTERN.match(ref):
+            return None
         cached = self._cache.get(ref)
         if cached is not None and time.monotonic() - cached[1] < TENANT_CACHE_SECONDS:
             return cached[0]
         async with self._pool().acquire() as conn:
             tenant = await repo.find_tenant(conn, ref)
-        self._cache[ref] = (tenant, time.monotonic())
+        if tenant is not None:
+            self._cache[ref] = (tenant, time.monotonic())
         return tenant
 
     def forget(self, ref: str) -> None:

@@ -56,7 +56,11 @@ def service(service_env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, 
     url = f"http://127.0.0.1:{service_env['PORT']}"
     log = (tmp_path / "service.log").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "app", "serve"], cwd=ROOT, env=service_env, stdout=log, stderr=subprocess.STDOUT
+        [sys.executable, "-m", "app", "serve"],
+        cwd=ROOT,
+        env=service_env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
         deadline = time.monotonic() + 120
@@ -86,7 +90,12 @@ def test_a_scripted_session_against_the_running_service(service, service_env, tm
     url, proc = service
     status = subprocess.run(
         [sys.executable, "-m", "app", "status", "--json"],
-        cwd=ROOT, env=service_env, capture_output=True, text=True, timeout=120, check=True,
+        cwd=ROOT,
+        env=service_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     )
     keys = json.loads(status.stdout)
     assert set(keys) >= {"api_url", "anon_key", "service_role_key", "jwt_secret", "admin_key"}
@@ -99,8 +108,10 @@ def test_a_scripted_session_against_the_running_service(service, service_env, tm
     with httpx.Client(base_url=url, headers=h, timeout=30) as c:
         added = []
         for text in ("Alice is allergic to peanuts", "Alice's favourite programming language is Rust"):
-            r = c.post("/mem/v1/memories", json={"messages": [{"role": "user", "content": text}],
-                                                 "user_id": "alice", "infer": False})
+            r = c.post(
+                "/mem/v1/memories",
+                json={"messages": [{"role": "user", "content": text}], "user_id": "alice", "infer": False},
+            )
             assert r.status_code == 200, r.text
             assert r.headers["x-request-id"]
             (item,) = r.json()["results"]
@@ -112,8 +123,10 @@ def test_a_scripted_session_against_the_running_service(service, service_env, tm
         assert {m["id"] for m in listing["results"]} == set(added)
 
         # The real MiniLM model must rank the peanut fact first for a food question.
-        found = c.post("/mem/v1/search", json={"query": "What food can't Alice eat?", "user_id": "alice"}).json()
-        assert [m["id"] for m in found["results"]][0] == added[0]
+        found = c.post(
+            "/mem/v1/search", json={"query": "What food can't Alice eat?", "user_id": "alice"}
+        ).json()
+        assert next(m["id"] for m in found["results"]) == added[0]
         assert 0 < found["results"][0]["score"] <= 1
 
         updated = c.put(f"/mem/v1/memories/{added[1]}", json={"text": "Alice's favourite language is Python"})
@@ -132,7 +145,10 @@ def test_a_scripted_session_against_the_running_service(service, service_env, tm
         deleted = c.delete("/mem/v1/memories", params={"user_id": "alice"})
         assert deleted.status_code == 200 and deleted.json()["deleted"] == 1
         assert c.get("/mem/v1/memories", params={"user_id": "alice"}).json() == {
-            "results": [], "total": 0, "page": 1, "page_size": 50
+            "results": [],
+            "total": 0,
+            "page": 1,
+            "page_size": 50,
         }
 
         metrics = httpx.get(f"{url}/metrics").text
@@ -147,4 +163,6 @@ def test_a_scripted_session_against_the_running_service(service, service_env, tm
     assert finished and all("request_id" in line and "duration_ms" in line for line in finished)
     assert any(line.get("tenant") == "demo" for line in finished)
     # The banner prints the keys once; no log line carries a key or a token.
-    assert not any(keys["service_role_key"] in line or keys["anon_key"] in line for line in map(json.dumps, lines))
+    assert not any(
+        keys["service_role_key"] in line or keys["anon_key"] in line for line in map(json.dumps, lines)
+    )

@@ -1,0 +1,503 @@
+"""infer=true through HTTP, with the real openai/anthropic clients talking to the fake provider.
+
+Each scenario checks the stored rows and the history, not just the response."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from app.asgi import build_runtime, close_runtime, create_app
+from app.runtime import Runtime
+from tests.conftest import TenantKeys, add, make_settings, new_tenant, table_counts, tenant_conn
+from tests.fakes.provider_server import FakeProviderServer, Fault
+
+PROVIDERS = ("openai", "anthropic", "generic")
+
+
+def _family(provider: str) -> str:
+    return "anthropic" if provider == "anthropic" else "chat"
+
+
+async def _stack(platform_dsn: str, fake: FakeProviderServer, provider: str, **mem: Any):
+    base = fake.anthropic_base_url if provider == "anthropic" else fake.openai_base_url
+    settings = make_settings(
+        platform_dsn,
+        fake,
+        chat_provider=provider,
+        chat_base_url=base,
+        chat_api_key="test",
+        chat_model="fake-chat",
+        **mem,
+    )
+    runtime = await build_runtime(settings)
+    app = create_app(settings, runtime=runtime)
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://memory.test")
+    return runtime, client
+
+
+@pytest_asyncio.fixture(loop_scope="session", scope="module", params=PROVIDERS)
+async def stack(
+    request, platform_dsn, fake_provider
+) -> AsyncIterator[tuple[str, Runtime, httpx.AsyncClient]]:
+    runtime, client = await _stack(platform_dsn, fake_provider, request.param)
+    try:
+        yield request.param, runtime, client
+    finally:
+        await client.aclose()
+        await close_runtime(runtime)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def keys(stack, fake_provider) -> TenantKeys:
+    return await new_tenant(stack[1])
+
+
+def prompt_text(payload: dict[str, Any]) -> str:
+    """Every piece of text the service sent to the model, system prompt included."""
+    chunks = [payload.get("system") or ""]
+    for message in payload.get("messages", []):
+        content = message.get("content")
+        if isinstance(content, str):
+            chunks.append(content)
+        else:
+            chunks += [part.get("text", "") for part in content if isinstance(part, dict)]
+    return "\n".join(c if isinstance(c, str) else json.dumps(c) for c in chunks)
+
+
+def temp_id_of(payload: dict[str, Any], memory_text: str) -> str:
+    match = re.search(rf"- (m\d+): {re.escape(memory_text)} \(type", prompt_text(payload))
+    assert match, f"{memory_text!r} was not shown to the model as a candidate"
+    return match.group(1)
+
+
+def answer(facts: list[dict[str, Any]], provider: str) -> str:
+    text = json.dumps({"facts": facts})
+    # The anthropic provider prefills "{" in JSON mode and prepends it to the completion.
+    return text[1:] if provider == "anthropic" else text
+
+
+def respond(fake: FakeProviderServer, provider: str, build) -> None:
+    def responder(payload: dict[str, Any]) -> str:
+        return answer(build(payload), provider)
+
+    if provider == "anthropic":
+        fake.anthropic_responder = responder
+    else:
+        fake.chat_responder = responder
+
+
+async def _add(client, keys, text, **body) -> httpx.Response:
+    return await client.post(
+        "/mem/v1/memories",
+        json={"messages": [{"role": "user", "content": text}], "user_id": "alice", **body},
+        headers=keys.service,
+    )
+
+
+async def _memories(runtime, keys) -> dict[str, dict[str, Any]]:
+    conn = await tenant_conn(runtime, keys)
+    try:
+        rows = await conn.fetch(
+            "SELECT id, memory, memory_type, user_id, deleted_at FROM mem.memories ORDER BY created_at"
+        )
+        return {str(r["id"]): dict(r) for r in rows}
+    finally:
+        await conn.close()
+
+
+async def _history(client, keys, memory_id) -> list[dict[str, Any]]:
+    response = await client.get(f"/mem/v1/memories/{memory_id}/history", headers=keys.service)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def test_a_self_introduction_becomes_typed_memories_with_entities_in_one_llm_call(
+    stack, keys, fake_provider
+):
+    provider, runtime, client = stack
+    respond(
+        fake_provider,
+        provider,
+        lambda p: [
+            {
+                "text": "Name is John",
+                "event": "ADD",
+                "memory_type": "LONG_TERM",
+                "entities": [{"text": "John", "type": "person"}],
+            },
+            {"text": "Is a software engineer", "event": "ADD", "memory_type": "LONG_TERM", "entities": []},
+            {
+                "text": "Prefers TypeScript",
+                "event": "ADD",
+                "memory_type": "LONG_TERM",
+                "entities": [{"text": "TypeScript", "type": "product"}],
+            },
+        ],
+    )
+    response = await _add(client, keys, "My name is John, I'm a software engineer and I prefer TypeScript")
+
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [(r["event"], r["memory"]) for r in results] == [
+        ("ADD", "Name is John"),
+        ("ADD", "Is a software engineer"),
+        ("ADD", "Prefers TypeScript"),
+    ]
+    assert fake_provider.count(_family(provider)) == 1, "one LLM call per add"
+    # One batched call for the new messages, one for the new fact texts.
+    assert fake_provider.count("embeddings") == 2
+    sent = prompt_text(fake_provider.last_request(_family(provider)).json)
+    assert "My name is John" in sent and "NEW MESSAGES" in sent
+    stored = await _memories(runtime, keys)
+    assert sorted(m["memory"] for m in stored.values()) == [
+        "Is a software engineer",
+        "Name is John",
+        "Prefers TypeScript",
+    ]
+    assert {m["memory_type"] for m in stored.values()} == {"LONG_TERM"}
+    john = next(r for r in results if r["memory"] == "Name is John")
+    entities = (await client.get(f"/mem/v1/memories/{john['id']}/entities", headers=keys.service)).json()
+    assert [(e["text"], e["entity_type"]) for e in entities["results"]] == [("John", "person")]
+    assert [e["event"] for e in await _history(client, keys, john["id"])] == ["ADD"]
+
+
+async def test_a_move_updates_the_old_address_with_old_and_new_text_in_history(stack, keys, fake_provider):
+    provider, runtime, client = stack
+    old = await add(client, keys.service, "Lives in Berlin")
+    respond(
+        fake_provider,
+        provider,
+        lambda p: [
+            {
+                "text": "Lives in Paris (moved from Berlin)",
+                "event": "UPDATE",
+                "target": temp_id_of(p, "Lives in Berlin"),
+                "memory_type": "LONG_TERM",
+            }
+        ],
+    )
+    response = await _add(client, keys, "I moved from Berlin to Paris")
+
+    assert response.status_code == 200, response.text
+    (result,) = response.json()["results"]
+    assert result == {
+        "id": old["id"],
+        "memory": "Lives in Paris (moved from Berlin)",
+        "event": "UPDATE",
+        "previous_memory": "Lives in Berlin",
+        "memory_type": "LONG_TERM",
+    }
+    history = await _history(client, keys, old["id"])
+    assert [(h["event"], h["old_memory"], h["new_memory"]) for h in history] == [
+        ("ADD", None, "Lives in Berlin"),
+        ("UPDATE", "Lives in Berlin", "Lives in Paris (moved from Berlin)"),
+    ]
+    assert [m["memory"] for m in (await _memories(runtime, keys)).values()] == [
+        "Lives in Paris (moved from Berlin)"
+    ]
+
+
+async def test_giving_up_meat_deletes_the_steak_memory(stack, keys, fake_provider):
+    provider, runtime, client = stack
+    steak = await add(client, keys.service, "Loves steak")
+    respond(
+        fake_provider,
+        provider,
+        lambda p: [
+            {"text": "Loves steak", "event": "DELETE", "target": temp_id_of(p, "Loves steak")},
+            {"text": "Does not eat meat", "event": "ADD", "memory_type": "LONG_TERM"},
+        ],
+    )
+    response = await _add(client, keys, "I don't eat meat any more")
+
+    assert response.status_code == 200, response.text
+    events = {(r["event"], r["memory"]) for r in response.json()["results"]}
+    assert events == {("DELETE", "Loves steak"), ("ADD", "Does not eat meat")}
+    assert [h["event"] for h in await _history(client, keys, steak["id"])] == ["ADD", "DELETE"]
+    assert (await client.get(f"/mem/v1/memories/{steak['id']}", headers=keys.service)).status_code == 404
+    live = [m["memory"] for m in (await _memories(runtime, keys)).values() if m["deleted_at"] is None]
+    assert live == ["Does not eat meat"]
+
+
+async def test_a_known_fact_again_is_none_and_adds_no_row(stack, keys, fake_provider):
+    provider, runtime, client = stack
+    known = await add(client, keys.service, "Prefers TypeScript")
+    respond(
+        fake_provider,
+        provider,
+        lambda p: [
+            {"text": "Prefers TypeScript", "event": "NONE", "target": temp_id_of(p, "Prefers TypeScript")},
+            # A model that says ADD for a fact stored word for word still gets NONE.
+            {"text": "prefers   typescript", "event": "ADD", "memory_type": "LONG_TERM"},
+        ],
+    )
+    before = await table_counts(runtime, keys)
+    response = await _add(client, keys, "As I said, I prefer TypeScript")
+
+    assert response.status_code == 200, response.text
+    assert [(r["event"], r["id"]) for r in response.json()["results"]] == [
+        ("NONE", known["id"]),
+        ("NONE", known["id"]),
+    ]
+    after = await table_counts(runtime, keys)
+    assert after["memories"] == before["memories"] and after["memory_history"] == before["memory_history"]
+
+
+async def test_ids_outside_the_candidates_never_touch_a_memory(stack, keys, fake_provider):
+    provider, runtime, client = stack
+    mine = await add(client, keys.service, "Plays chess on Sundays")
+    bobs = await add(client, keys.service, "Plays chess on Sundays too", user_id="bob")
+    respond(
+        fake_provider,
+        provider,
+        lambda p: [
+            {"text": "Hacked", "event": "UPDATE", "target": bobs["id"]},
+            {"text": "Hacked", "event": "DELETE", "target": "m99"},
+            {"text": "Hacked", "event": "UPDATE", "target": mine["id"]},
+            "not an object",
+            {"text": "Plays chess every weekend", "event": "ADD", "memory_type": "LONG_TERM"},
+        ],
+    )
+    response = await _add(client, keys, "I play chess every weekend now")
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert [(r["event"], r["memory"]) for r in body["results"]] == [("ADD", "Plays chess every weekend")]
+    assert [s["index"] for s in body["skipped"]] == [0, 1, 2, 3]
+    stored = await _memories(runtime, keys)
+    assert (
+        stored[mine["id"]]["memory"] == "Plays chess on Sundays" and stored[mine["id"]]["deleted_at"] is None
+    )
+    assert (
+        stored[bobs["id"]]["memory"] == "Plays chess on Sundays too"
+        and stored[bobs["id"]]["deleted_at"] is None
+    )
+    assert [h["event"] for h in await _history(client, keys, bobs["id"])] == ["ADD"]
+
+
+async def test_the_model_sees_only_the_owners_memories_as_candidates(stack, keys, fake_provider):
+    provider, _, client = stack
+    await add(client, keys.service, "Bob's secret: loves karaoke", user_id="bob")
+    await add(client, keys.service, "Alice likes karaoke")
+    respond(fake_provider, provider, lambda p: [])
+    response = await _add(client, keys, "karaoke night was fun")
+
+    assert response.status_code == 200, response.text
+    sent = prompt_text(fake_provider.last_request(_family(provider)).json)
+    assert "Alice likes karaoke" in sent
+    assert "Bob's secret" not in sent
+
+
+async def test_a_caller_memory_type_wins_and_short_term_memories_expire(stack, keys, fake_provider):
+    provider, _, client = stack
+    respond(
+        fake_provider,
+        provider,
+        lambda p: [{"text": "Is working on the auth feature", "event": "ADD", "memory_type": "LONG_TERM"}],
+    )
+    response = await _add(client, keys, "I'm working on the auth feature this week", memory_type="SHORT_TERM")
+
+    assert response.status_code == 200, response.text
+    (result,) = response.json()["results"]
+    assert result["memory_type"] == "SHORT_TERM"
+    got = (await client.get(f"/mem/v1/memories/{result['id']}", headers=keys.service)).json()
+    assert got["memory_type"] == "SHORT_TERM" and got["expires_at"] is not None
+
+
+async def test_the_session_window_is_recorded_and_shown_to_the_model_next_time(stack, keys, fake_provider):
+    provider, runtime, client = stack
+    respond(fake_provider, provider, lambda p: [])
+    await _add(client, keys, "I adopted a cat called Miso")
+    await _add(client, keys, "She is three years old")
+
+    sent = prompt_text(fake_provider.last_request(_family(provider)).json)
+    assert "EARLIER IN THIS CONVERSATION" in sent and "I adopted a cat called Miso" in sent
+    assert (await table_counts(runtime, keys))["session_messages"] == 2
+
+
+@pytest.mark.parametrize(
+    ("fault", "status", "code"),
+    [
+        (Fault(status=500), 502, "provider_error"),
+        (Fault(status=429, retry_after=1), 503, "provider_rate_limited"),
+        (Fault(body=b"<html>oops</html>", status=200), 502, "provider_error"),
+        (Fault(delay=7.0), 504, "provider_timeout"),
+    ],
+)
+async def test_provider_failures_answer_5xx_and_leave_the_database_as_it_was(
+    stack, keys, fake_provider, fault, status, code
+):
+    provider, runtime, client = stack
+    await add(client, keys.service, "Lives in Berlin")
+    before = await table_counts(runtime, keys)
+    fake_provider.fail_next(_family(provider), fault)
+
+    response = await _add(client, keys, "I moved to Paris")
+
+    assert response.status_code == status, response.text
+    assert response.json()["code"] == code
+    assert await table_counts(runtime, keys) == before
+
+
+async def test_an_answer_without_json_is_a_502_and_nothing_is_written(stack, keys, fake_provider):
+    provider, runtime, client = stack
+    before = await table_counts(runtime, keys)
+    script = fake_provider.script_anthropic if provider == "anthropic" else fake_provider.script_chat
+    script("Sorry, I cannot help with that.")
+
+    response = await _add(client, keys, "I moved to Paris")
+
+    assert response.status_code == 502 and response.json()["code"] == "provider_bad_answer"
+    assert await table_counts(runtime, keys) == before
+
+
+async def test_an_answer_in_a_code_fence_with_trailing_text_is_read(stack, keys, fake_provider):
+    provider, _, client = stack
+    fenced = (
+        "```json\n"
+        + json.dumps({"facts": [{"text": "Owns a bike", "event": "ADD"}]})
+        + "\n```\nHope this helps"
+    )
+    script = fake_provider.script_anthropic if provider == "anthropic" else fake_provider.script_chat
+    script(fenced)
+
+    response = await _add(client, keys, "I bought a bike")
+
+    assert response.status_code == 200, response.text
+    assert [(r["event"], r["memory"]) for r in response.json()["results"]] == [("ADD", "Owns a bike")]
+
+
+async def test_an_embedding_failure_after_the_llm_answered_writes_nothing(stack, keys, fake_provider):
+    provider, runtime, client = stack
+    respond(fake_provider, provider, lambda p: [{"text": "Owns a boat", "event": "ADD"}])
+    before = await table_counts(runtime, keys)
+    # First embedding call (the messages) succeeds, the second (the new texts) fails.
+    original = fake_provider.count("embeddings")
+    fake_provider.fail_next("embeddings", Fault(status=500), times=1)
+    first = await _add(client, keys, "I bought a boat")
+    assert first.status_code == 502
+    assert fake_provider.count("embeddings") == original + 1
+    assert await table_counts(runtime, keys) == before
+
+
+async def test_429_then_success_is_retried_and_stored(platform_dsn, fake_provider):
+    runtime, client = await _stack(platform_dsn, fake_provider, "openai", provider_max_retries=1)
+    try:
+        keys = await new_tenant(runtime)
+        fake_provider.chat_responder = lambda p: json.dumps(
+            {"facts": [{"text": "Likes jazz", "event": "ADD"}]}
+        )
+        fake_provider.fail_next("chat", Fault(status=429, retry_after=0.1))
+        response = await _add(client, keys, "I like jazz")
+        assert response.status_code == 200, response.text
+        assert [r["memory"] for r in response.json()["results"]] == ["Likes jazz"]
+        assert fake_provider.count("chat") == 2
+    finally:
+        await client.aclose()
+        await close_runtime(runtime)
+
+
+async def test_two_call_mode_extracts_then_decides(platform_dsn, fake_provider):
+    runtime, client = await _stack(platform_dsn, fake_provider, "openai", pipeline_mode="two-call")
+    try:
+        keys = await new_tenant(runtime)
+        old = await add(client, keys.service, "Lives in Berlin")
+        fake_provider.script_chat(
+            json.dumps({"facts": [{"text": "Lives in Paris", "memory_type": "LONG_TERM"}]})
+        )
+        fake_provider.chat_responder = lambda p: json.dumps(
+            {
+                "facts": [
+                    {"text": "Lives in Paris", "event": "UPDATE", "target": temp_id_of(p, "Lives in Berlin")}
+                ]
+            }
+        )
+        response = await _add(client, keys, "I live in Paris now")
+        assert response.status_code == 200, response.text
+        assert [(r["event"], r["id"]) for r in response.json()["results"]] == [("UPDATE", old["id"])]
+        assert fake_provider.count("chat") == 2
+        decide_prompt = prompt_text(fake_provider.last_request("chat").json)
+        assert "NEW FACTS" in decide_prompt and "Lives in Paris" in decide_prompt
+    finally:
+        await client.aclose()
+        await close_runtime(runtime)
+
+
+async def test_an_image_is_described_by_the_vision_model_and_its_description_remembered(
+    platform_dsn, fake_provider
+):
+    runtime, client = await _stack(platform_dsn, fake_provider, "openai")
+    try:
+        keys = await new_tenant(runtime)
+        fake_provider.script_chat("A red road bike leaning on a wall.")
+        fake_provider.chat_responder = lambda p: json.dumps(
+            {"facts": [{"text": "Owns a red road bike", "event": "ADD"}]}
+            if "red road bike" in prompt_text(p)
+            else {"facts": []}
+        )
+        content = [
+            {"type": "text", "text": "This is my new bike"},
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+        ]
+        response = await client.post(
+            "/mem/v1/memories",
+            json={"messages": [{"role": "user", "content": content}], "user_id": "alice"},
+            headers=keys.service,
+        )
+        assert response.status_code == 200, response.text
+        assert [r["memory"] for r in response.json()["results"]] == ["Owns a red road bike"]
+        describe = fake_provider.requests_for("chat")[0].json
+        assert any(part.get("type") == "image_url" for part in describe["messages"][0]["content"])
+    finally:
+        await client.aclose()
+        await close_runtime(runtime)
+
+
+async def test_a_model_without_vision_says_the_image_was_dropped(platform_dsn, fake_provider):
+    runtime, client = await _stack(platform_dsn, fake_provider, "generic")  # generic: no vision by default
+    try:
+        keys = await new_tenant(runtime)
+        fake_provider.chat_responder = lambda p: json.dumps(
+            {"facts": [{"text": "Has a new bike", "event": "ADD"}]}
+        )
+        content = [
+            {"type": "text", "text": "This is my new bike"},
+            {"type": "image_url", "image_url": {"url": "https://example.com/bike.png"}},
+        ]
+        response = await client.post(
+            "/mem/v1/memories",
+            json={"messages": [{"role": "user", "content": content}], "user_id": "alice"},
+            headers=keys.service,
+        )
+        assert response.status_code == 200, response.text
+        assert any("cannot see images" in note for note in response.json()["notes"])
+        assert fake_provider.count("chat") == 1
+    finally:
+        await client.aclose()
+        await close_runtime(runtime)
+
+
+async def test_without_a_chat_provider_infer_true_stores_verbatim_and_links_entities(
+    client, tenant, fake_provider
+):
+    response = await client.post(
+        "/mem/v1/memories",
+        json={"messages": "I flew to Lisbon with Maria on 3 March 2024", "user_id": "alice"},
+        headers=tenant.service,
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert [r["event"] for r in body["results"]] == ["ADD"]
+    assert any("No chat provider" in note for note in body["notes"])
+    assert fake_provider.count("chat") == 0
+    entities = (
+        await client.get(f"/mem/v1/memories/{body['results'][0]['id']}/entities", headers=tenant.service)
+    ).json()
+    assert {e["text"] for e in entities["results"]} >= {"Lisbon", "Maria", "3 March 2024"}
