@@ -34,6 +34,10 @@ test: setup ## Check the layering and run every test against a real PostgreSQL w
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
+.PHONY: bench
+bench: setup ## Benchmarks: LoCoMo recall and search latency (writes bench/results/)
+	$(BIN)/python -m bench
+
 .PHONY: lint
 lint: setup ## ruff, mypy and the import contracts
 	$(BIN)/ruff check app tests

