@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from bench import corpus, latency, locomo, report
+from bench import corpus, latency, locomo, pipeline, report
 from bench.progress import log
 from bench.service import ROOT, Service, attach_external, start_managed
 
@@ -25,7 +25,10 @@ def _ints(text: str) -> list[int]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    p.add_argument("--only", choices=["locomo", "latency"], help="run one part only (default: both)")
+    p.add_argument(
+        "--only", choices=["locomo", "latency", "pipeline"], help="run one part only (default: all three)"
+    )
+    p.add_argument("--pipeline-adds", type=int, default=None, help="infer=true adds at concurrency 1 (100)")
     p.add_argument(
         "--quick",
         action="store_true",
@@ -89,6 +92,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.recall_pairs = args.recall_pairs or (50 if q else 200)
     args.distinct_queries = args.distinct_queries or (100 if q else 300)
     args.locomo_samples = args.locomo_samples or (1 if q else None)
+    args.pipeline_adds = args.pipeline_adds or (20 if q else 100)
     if args.url and not args.admin_key:
         p.error("--url needs --admin-key (or MEM_ADMIN_KEY)")
     return args
@@ -97,6 +101,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 async def run(args: argparse.Namespace, results: dict[str, Any]) -> None:
     do_locomo = args.only in (None, "locomo")
     do_latency = args.only in (None, "latency")
+    if args.only in (None, "pipeline") and not args.url:
+        # Its own service: the chat and embedding providers are a fake server of fixed latency.
+        results["pipeline"] = await pipeline.run(
+            ROOT / "bench" / ".data",
+            args.out / "service-pipeline.log",
+            adds=args.pipeline_adds,
+            adds_c16=4 * args.pipeline_adds,
+            time_cap=args.time_cap,
+        )
+    if args.only == "pipeline":
+        return
     prepared: dict[str, Any] = {}
     if do_latency:
         # Setup first, before the service starts: the corpus and its vectors (cached on disk).

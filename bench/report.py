@@ -282,6 +282,44 @@ def summary(results: dict[str, Any]) -> str:
         )
         if lat.get("notes"):
             out += ["", *("note: " + n for n in lat["notes"])]
+    pipe = results.get("pipeline")
+    if pipe:
+        rows = []
+        for case in pipe.values():
+            if not isinstance(case, dict) or "c1" not in case:
+                continue
+            c1, c16 = case["c1"], case["c16"]
+            rows.append(
+                [
+                    f"{case['llm_latency_ms']:.0f} ms",
+                    c1["llm_calls_per_add"],
+                    c1["embedding_calls_per_add"],
+                    _f(c1.get("overhead_ms", {}).get("p50")),
+                    _f(c1.get("overhead_ms", {}).get("p95")),
+                    _f(c1["client_ms"]["p50"]),
+                    _f(c16["throughput_rps"]),
+                    _f(c16.get("overhead_ms", {}).get("p50")),
+                    c1["errors"] + c16["errors"],
+                ]
+            )
+        out += [
+            "",
+            "Add with infer=true against a fake LLM (generic provider on 127.0.0.1), one LLM call mode",
+            _table(
+                [
+                    "LLM latency",
+                    "LLM calls/add",
+                    "embed calls/add",
+                    "overhead p50",
+                    "overhead p95",
+                    "client p50",
+                    "adds/s c=16",
+                    "overhead p50 c=16",
+                    "errors",
+                ],
+                rows,
+            ),
+        ]
     if results.get("ratios"):
         out += ["", "Ratios within this run: " + json.dumps(results["ratios"])]
     if results.get("error"):

@@ -158,7 +158,9 @@ def _spawn(env: dict[str, str], log_path: Path) -> tuple[subprocess.Popen[bytes]
     return proc, log_file
 
 
-async def start_managed(data_dir: Path, log_path: Path, *, ready_timeout: float = 180.0) -> Service:
+async def start_managed(
+    data_dir: Path, log_path: Path, *, ready_timeout: float = 180.0, extra_env: dict[str, str] | None = None
+) -> Service:
     """Embedded PostgreSQL in data_dir, a fresh control database, and `python -m app serve`."""
     from app.db.embedded import start_embedded
 
@@ -187,6 +189,7 @@ async def start_managed(data_dir: Path, log_path: Path, *, ready_timeout: float 
             LOG_LEVEL="warning",
             PYTHONUNBUFFERED="1",
         )
+        env.update(extra_env or {})
         log_path.parent.mkdir(parents=True, exist_ok=True)
         proc, log_file = await asyncio.to_thread(_spawn, env, log_path)
         service._proc, service._log_file = proc, log_file

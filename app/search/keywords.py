@@ -32,12 +32,15 @@ class KeywordQuery:
     prefix: bool
 
     @property
-    def tsquery(self) -> str | None:
-        """OR of the terms in tsquery syntax (quoted, so no operator can be injected)."""
-        if not self.terms:
-            return None
+    def term_queries(self) -> list[str]:
+        """One tsquery per term (quoted, so no operator can be injected)."""
         star = ":*" if self.prefix else ""
-        return " | ".join(f"'{_quote(t)}'{star}" for t in self.terms)
+        return [f"'{_quote(t)}'{star}" for t in self.terms]
+
+    @property
+    def tsquery(self) -> str | None:
+        """The OR of the terms: any memory that matches one of them."""
+        return " | ".join(self.term_queries) or None
 
 
 def _quote(term: str) -> str:
