@@ -54,6 +54,7 @@ class MemSettings:
     search_default_top_k: int = 10
     search_max_top_k: int = 100
     search_entity_boost_enabled: bool = True
+    search_signals: tuple[str, ...] = ("semantic", "keyword", "entity")
     search_fts_config: str = "simple"
     short_term_ttl_hours: float = 24.0
     session_window_size: int = 20
@@ -100,6 +101,16 @@ def _bool(value: Any) -> bool:
     if text in ("0", "false", "no", "off"):
         return False
     raise SettingsError(f"not a boolean: {value!r}")
+
+
+def _signals(value: Any) -> tuple[str, ...]:
+    """A list, or a comma-separated string, of search signals (semantic, keyword, entity)."""
+    items = value if isinstance(value, list | tuple) else str(value).split(",")
+    signals = tuple(dict.fromkeys(str(i).strip() for i in items if str(i).strip()))
+    unknown = [s for s in signals if s not in ("semantic", "keyword", "entity")]
+    if unknown or not signals:
+        raise ValueError(f"signals are a non-empty subset of semantic, keyword, entity; got {value!r}")
+    return signals
 
 
 def _optional_str(value: Any) -> str | None:
@@ -154,6 +165,7 @@ _KEYS: list[tuple[str, str, Callable[[Any], Any], str | None]] = [
     ("nubase.mem.search.default-top-k", "mem.search_default_top_k", int, None),
     ("nubase.mem.search.max-top-k", "mem.search_max_top_k", int, None),
     ("nubase.mem.search.entity-boost-enabled", "mem.search_entity_boost_enabled", _bool, None),
+    ("nubase.mem.search.signals", "mem.search_signals", _signals, None),
     ("nubase.mem.search.fts-config", "mem.search_fts_config", str, None),
     ("nubase.mem.memory.short-term-ttl-hours", "mem.short_term_ttl_hours", float, None),
     ("nubase.mem.session.window-size", "mem.session_window_size", int, None),

@@ -54,9 +54,9 @@ class SearchOutcome:
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
-def _signals(requested: list[str] | None, entity_enabled: bool) -> set[str]:
+def _signals(requested: list[str] | None, configured: tuple[str, ...], entity_enabled: bool) -> set[str]:
     if requested is None:
-        return {"semantic", "keyword"} | ({"entity"} if entity_enabled else set())
+        return {s for s in configured if s != "entity" or entity_enabled}
     unknown = [s for s in requested if s not in SIGNALS]
     if unknown or not requested:
         raise BadRequest(
@@ -140,7 +140,7 @@ async def search(
     entity_enabled = bool(
         overrides.get("search.entity-boost-enabled", deps.settings.search_entity_boost_enabled)
     )
-    signals = _signals(request.signals, entity_enabled)
+    signals = _signals(request.signals, deps.settings.search_signals, entity_enabled)
     if top_k is None:
         top_k = int(overrides.get("search.default-top-k", deps.settings.search_default_top_k))
 

