@@ -13,7 +13,7 @@ from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
-from app.auth.scope import MemoryAuthScope
+from app.auth.scope import MAX_ID_LENGTH, MemoryAuthScope
 from app.auth.tokens import USER_ROLE, unverified_ref, verify_api_key, verify_user_token
 from app.db.session import TenantSession
 from app.errors import Conflict, Forbidden, Unauthorized
@@ -82,6 +82,10 @@ async def provide_scope(request: Request[Any, Any, Any]) -> MemoryAuthScope:
             code="anonymous_not_allowed",
         )
     claims = verify_user_token(token, secret=tenant.jwt_secret, jwks=await _jwks(runtime, tenant))
+    if len(claims.sub) > MAX_ID_LENGTH:
+        raise Unauthorized(
+            f"The token's subject is longer than {MAX_ID_LENGTH} characters.", code="invalid_token"
+        )
     if claims.role != USER_ROLE:
         # A service_role or anon JWT in the Bearer never raises privilege: authority comes from apikey.
         raise Forbidden("The bearer token is not a signed-in user's access token.", code="not_a_user_token")

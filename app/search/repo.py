@@ -75,7 +75,7 @@ async def hybrid_candidates(
     where = f"{owner_sql.sql} AND {visibility(include_expired)} AND ({filters})"
     if not exact:
         owned = _INDEXED_OWNED.format(where=where, ent_owner=ent_owner.sql)
-        await conn.execute(f"SET LOCAL hnsw.ef_search = {max(40, min(1000, 4 * limits.dense))}")
+        await conn.execute(f"SET LOCAL hnsw.ef_search = {max(100, min(1000, 8 * limits.dense))}")
         await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
     else:
         owned = _OWNER_OWNED.format(where=where)

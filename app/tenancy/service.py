@@ -95,6 +95,8 @@ class Platform:
         try:
             if not await repo.database_exists(conn, CONTROL_DB):
                 await conn.execute(f'CREATE DATABASE "{CONTROL_DB}"')
+                # Tenant roles can log in on this server: they have no business in the registry.
+                await conn.execute(f'REVOKE CONNECT ON DATABASE "{CONTROL_DB}" FROM PUBLIC')
         finally:
             await conn.close()
 

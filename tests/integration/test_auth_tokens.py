@@ -435,3 +435,9 @@ async def test_jwks_tenant_refuses_unknown_keys_and_algorithm_confusion(
     assert_error(await client.delete(f"{MEM}/memories/{alice_item['id']}", headers=headers), 401, code)
     assert await table_counts(runtime, keys) == before
     assert (await client.get(f"{MEM}/memories/{alice_item['id']}", headers=keys.service)).status_code == 200
+
+
+async def test_a_user_token_with_an_overlong_subject_is_refused(client, tenant):
+    response = await client.get("/mem/v1/memories", headers=tenant.user("u" * 256))
+    assert response.status_code == 401
+    assert response.json()["code"] == "invalid_token"
