@@ -9,7 +9,7 @@ mapped to the service's errors by `app.providers.errors`. Prompts and answers ar
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import anthropic
@@ -41,6 +41,21 @@ class ChatResult:
     output_tokens: int | None
 
 
+@dataclass(frozen=True)
+class ChatOptions:
+    """What every chat provider is built from (read from MemSettings by build_chat_provider)."""
+
+    model: str
+    base_url: str | None
+    api_key: str | None = field(repr=False)
+    timeout: float
+    max_retries: int
+    concurrency: int
+    json_mode: bool
+    max_tokens: int
+    supports_vision: bool
+
+
 class ChatProvider(Protocol):
     name: str
     model: str
@@ -66,31 +81,21 @@ def _tokens(value: object) -> int | None:
 class OpenAIChat:
     """OpenAI's chat completions, or any OpenAI-compatible server (provider `generic`)."""
 
-    def __init__(
-        self,
-        *,
-        name: str,
-        model: str,
-        base_url: str | None,
-        api_key: str | None,
-        timeout: float,
-        max_retries: int,
-        concurrency: int,
-        json_mode: bool,
-        max_tokens: int,
-        supports_vision: bool,
-    ) -> None:
+    def __init__(self, name: str, options: ChatOptions) -> None:
         self.name = name
-        self.model = model
-        self.supports_vision = supports_vision
-        self._json_mode = json_mode
-        self._max_tokens = max_tokens
+        self.model = options.model
+        self.supports_vision = options.supports_vision
+        self._json_mode = options.json_mode
+        self._max_tokens = options.max_tokens
         # A local server may need no key, but the client refuses to start without one (and would
         # otherwise read OPENAI_API_KEY itself): keys come from settings only.
         self._client = openai.AsyncOpenAI(
-            base_url=base_url, api_key=api_key or "unset", timeout=timeout, max_retries=max_retries
+            base_url=options.base_url,
+            api_key=options.api_key or "unset",
+            timeout=options.timeout,
+            max_retries=options.max_retries,
         )
-        self._semaphore = asyncio.Semaphore(concurrency)
+        self._semaphore = asyncio.Semaphore(options.concurrency)
 
     async def complete(
         self, messages: list[dict[str, Any]], *, json_mode: bool = True, max_tokens: int | None = None
@@ -140,30 +145,21 @@ class AnthropicChat:
 
     name = "anthropic"
 
-    def __init__(
-        self,
-        *,
-        model: str,
-        base_url: str | None,
-        api_key: str | None,
-        timeout: float,
-        max_retries: int,
-        concurrency: int,
-        json_mode: bool,
-        max_tokens: int,
-        supports_vision: bool,
-    ) -> None:
-        self.model = model
-        self.supports_vision = supports_vision
-        self._json_mode = json_mode
-        self._max_tokens = max_tokens
+    def __init__(self, options: ChatOptions) -> None:
+        self.model = options.model
+        self.supports_vision = options.supports_vision
+        self._json_mode = options.json_mode
+        self._max_tokens = options.max_tokens
         self._prefill = True
         # An explicit api_key also stops the client from looking for credentials in the
         # environment and in profile files on disk.
         self._client = anthropic.AsyncAnthropic(
-            base_url=base_url, api_key=api_key or "unset", timeout=timeout, max_retries=max_retries
+            base_url=options.base_url,
+            api_key=options.api_key or "unset",
+            timeout=options.timeout,
+            max_retries=options.max_retries,
         )
-        self._semaphore = asyncio.Semaphore(concurrency)
+        self._semaphore = asyncio.Semaphore(options.concurrency)
 
     async def complete(
         self, messages: list[dict[str, Any]], *, json_mode: bool = True, max_tokens: int | None = None
@@ -319,18 +315,18 @@ def build_chat_provider(mem: MemSettings) -> ChatProvider | None:
         raise SettingsError(
             f"the {provider} chat provider needs an API key: set NUBASE_MEM_CHAT_API_KEY or {variable}"
         )
-    options: dict[str, Any] = {
-        "model": mem.chat_model,
-        "base_url": mem.chat_base_url,
-        "api_key": mem.chat_api_key,
-        "timeout": mem.provider_timeout_seconds,
-        "max_retries": mem.provider_max_retries,
-        "concurrency": mem.provider_concurrency,
-        "json_mode": mem.chat_json_mode,
-        "max_tokens": mem.chat_max_tokens,
+    options = ChatOptions(
+        model=mem.chat_model,
+        base_url=mem.chat_base_url,
+        api_key=mem.chat_api_key,
+        timeout=mem.provider_timeout_seconds,
+        max_retries=mem.provider_max_retries,
+        concurrency=mem.provider_concurrency,
+        json_mode=mem.chat_json_mode,
+        max_tokens=mem.chat_max_tokens,
         # Most models behind a generic server (vLLM, Ollama, DeepSeek) see text only.
-        "supports_vision": mem.chat_vision if mem.chat_vision is not None else provider != "generic",
-    }
+        supports_vision=mem.chat_vision if mem.chat_vision is not None else provider != "generic",
+    )
     if provider == "anthropic":
-        return AnthropicChat(**options)
-    return OpenAIChat(name=provider, **options)
+        return AnthropicChat(options)
+    return OpenAIChat(provider, options)
