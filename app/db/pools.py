@@ -51,6 +51,7 @@ class TenantPools:
         if entry is not None:
             self._pools[ref] = (entry[0], time.monotonic())
             self._pools.move_to_end(ref)
+            self._update_gauges()
             return entry[0]
         async with self._lock:
             entry = self._pools.get(ref)
