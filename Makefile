@@ -51,5 +51,5 @@ fmt: setup ## Format and autofix
 	$(BIN)/ruff check --fix app tests
 
 .PHONY: clean
-clean: ## Remove the virtualenv and local data (the embedded database included)
-	rm -rf $(VENV) .data
+clean: ## Remove the virtualenv and local data (the embedded databases included)
+	rm -rf $(VENV) .data bench/.data
