@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 import asyncpg
 from asyncpg.transaction import Transaction
 
@@ -28,6 +31,19 @@ class TenantSession:
                 raise
             self._conn, self._tx = conn, tx
         return self._conn
+
+    @asynccontextmanager
+    async def reader(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection for reads made before slow provider calls, returned right after.
+
+        It sees committed data only and is not part of the request's transaction: whatever a
+        later write relies on must be checked again inside that transaction.
+        """
+        if self._conn is not None:  # the transaction is already open: read inside it
+            yield self._conn
+            return
+        async with self._pool.acquire() as conn:
+            yield conn
 
     async def finish(self, *, commit: bool) -> None:
         conn, tx = self._conn, self._tx

@@ -147,68 +147,65 @@ async def infer(
     messages = await _describe_images(messages, deps, notes)
     turn = [(m.role, m.name, message_text(m, notes)) for m in messages if m.role != "system"]
     turn = [(role, name, text.strip()) for role, name, text in turn if text.strip()]
-    writer = await Writer.open(db, scope, deps)
     results: list[dict[str, Any]] = []
     if not turn:
         return {"results": results, "notes": sorted(set(notes))} if notes else {"results": results}
 
     deps.check_dimensions()
     message_vectors = await deps.embedder.embed([text for _, _, text in turn])
-    candidates = await candidates_for_texts(db, owner, [t for _, _, t in turn], message_vectors, deps)
-    window = await repo.recent_session_messages(writer.conn, owner, MAX_CONTEXT_MESSAGES)
+    # Reads before the LLM call use a connection that goes back to the pool right away: no
+    # pooled connection (let alone a transaction) waits on the model.
+    async with db.reader() as conn:
+        candidates = await candidates_for_texts(conn, owner, [t for _, _, t in turn], message_vectors, deps)
+        window = await repo.recent_session_messages(conn, owner, MAX_CONTEXT_MESSAGES)
     context = f"EARLIER IN THIS CONVERSATION:\n{_render_messages(window)}\n\n" if window else ""
     parsed, calls = await _decide(deps, context, _render_messages(turn), candidates)
 
     forced_type = normalise_memory_type(request.memory_type)
     by_id = {row["id"]: row for row in candidates}
-    seen_hashes: set[str] = set()
     touched: set[UUID] = set()
     adds: list[Decision] = []
     updates: list[Decision] = []
     deletes: list[Decision] = []
+    nones: list[Decision] = []
     skipped = list(parsed.skipped)
     for decision in parsed.decisions:
         if decision.target is not None and decision.target in touched:
             skipped.append({"text": decision.text, "reason": "a second decision on the same memory"})
             continue
-        if decision.event == "NONE":
-            writer.unchanged()
-            target = by_id.get(decision.target) if decision.target else None
-            results.append(
-                {
-                    "id": str(target["id"]) if target else None,
-                    "memory": target["memory"] if target else decision.text,
-                    "event": "NONE",
-                }
-            )
-            continue
-        if decision.event == "ADD":
-            # The same fact again is a NONE, whatever the model said.
-            digest = content_hash(decision.text)
-            existing = await repo.find_live_by_hash(writer.conn, owner, digest)
-            if existing is not None or digest in seen_hashes:
-                writer.unchanged()
-                results.append(
-                    {
-                        "id": str(existing["id"]) if existing else None,
-                        "memory": decision.text,
-                        "event": "NONE",
-                    }
-                )
-                continue
-            seen_hashes.add(digest)
-            adds.append(decision)
-            continue
-        assert decision.target is not None
-        touched.add(decision.target)
-        (updates if decision.event == "UPDATE" else deletes).append(decision)
+        if decision.target is not None and decision.event in ("UPDATE", "DELETE"):
+            touched.add(decision.target)
+        {"ADD": adds, "UPDATE": updates, "DELETE": deletes, "NONE": nones}[decision.event].append(decision)
 
-    # One batched embedding call for every new text, before the first write.
-    texts = [d.text for d in adds + updates]
+    # One batched embedding call for every new text, still before the first write.
+    texts = list(dict.fromkeys(d.text for d in adds + updates))
     vectors = await deps.embedder.embed(texts) if texts else []
     vector_of = dict(zip(texts, vectors, strict=True))
+
+    writer = await Writer.open(db, scope, deps)
+    for decision in nones:
+        writer.unchanged()
+        target = by_id.get(decision.target) if decision.target else None
+        results.append(
+            {
+                "id": str(target["id"]) if target else None,
+                "memory": target["memory"] if target else decision.text,
+                "event": "NONE",
+            }
+        )
     metadata = dict(request.metadata or {})
+    seen_hashes: set[str] = set()
     for decision in adds:
+        # The same fact again is a NONE, whatever the model said.
+        digest = content_hash(decision.text)
+        existing = await repo.find_live_by_hash(writer.conn, owner, digest)
+        if existing is not None or digest in seen_hashes:
+            writer.unchanged()
+            results.append(
+                {"id": str(existing["id"]) if existing else None, "memory": decision.text, "event": "NONE"}
+            )
+            continue
+        seen_hashes.add(digest)
         memory_type = forced_type or decision.memory_type or "LONG_TERM"
         row = await writer.add(
             owner,
@@ -222,8 +219,20 @@ async def infer(
         results.append(
             {"id": str(row["id"]), "memory": decision.text, "event": "ADD", "memory_type": memory_type}
         )
-    for decision in updates:
-        current = by_id[decision.target]
+    for decision in updates + deletes:
+        assert decision.target is not None
+        # The candidates were read before the model answered: lock each target and check it is
+        # still there (and still this owner's) before changing it.
+        current = await repo.find_by_id_for_owner(writer.conn, decision.target, owner, for_update=True)
+        if current is None:
+            skipped.append({"text": decision.text, "reason": "the memory was deleted meanwhile"})
+            continue
+        if decision.event == "DELETE":
+            row = await repo.soft_delete(writer.conn, decision.target, owner)
+            if row is not None:
+                await writer.deleted([row])
+                results.append({"id": str(row["id"]), "memory": row["memory"], "event": "DELETE"})
+            continue
         row = await writer.update(
             current,
             owner,
@@ -242,14 +251,6 @@ async def infer(
                     "memory_type": row["memory_type"],
                 }
             )
-    deleted_rows = []
-    for decision in deletes:
-        assert decision.target is not None
-        row = await repo.soft_delete(writer.conn, decision.target, owner)
-        if row is not None:
-            deleted_rows.append(row)
-            results.append({"id": str(row["id"]), "memory": row["memory"], "event": "DELETE"})
-    await writer.deleted(deleted_rows)
     await writer.flush()
     await record_turn(writer, owner, turn)
     log.info(

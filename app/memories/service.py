@@ -80,43 +80,45 @@ async def add_memories(
                 f"A message is longer than {MAX_MEMORY_CHARS} characters.", code="message_too_long"
             )
 
-    writer = await Writer.open(db, scope, deps)
-    expires_at = expiry(request, memory_type, writer)
-
-    # Drop exact duplicates (within the request and against stored memories) before embedding.
-    results: list[dict[str, Any]] = []
-    new: list[tuple[str, str | None, str]] = []
+    # Duplicates within the request go first; then one batched embedding call, made before
+    # the first database access so a slow provider never holds a pooled connection.
+    unique: list[tuple[str, str | None, str]] = []
     seen: set[str] = set()
     for role, name, text in facts:
         digest = content_hash(text)
-        if digest in seen:
-            continue
-        seen.add(digest)
-        existing = await repo.find_live_by_hash(writer.conn, owner, digest)
+        if digest not in seen:
+            seen.add(digest)
+            unique.append((role, name, text))
+    vectors = []
+    if unique:
+        deps.check_dimensions()
+        vectors = await deps.embedder.embed([text for _, _, text in unique])
+
+    writer = await Writer.open(db, scope, deps)
+    expires_at = expiry(request, memory_type, writer)
+    results: list[dict[str, Any]] = []
+    added = 0
+    for (role, name, fact), vector in zip(unique, vectors, strict=True):
+        existing = await repo.find_live_by_hash(writer.conn, owner, content_hash(fact))
         if existing is not None:
             results.append({"id": str(existing["id"]), "memory": existing["memory"], "event": "NONE"})
             writer.unchanged()
-        else:
-            new.append((role, name, text))
-
-    if new:
-        deps.check_dimensions()
-        vectors = await deps.embedder.embed([fact for _, _, fact in new])
-        for (role, name, fact), vector in zip(new, vectors, strict=True):
-            row = await writer.add(
-                owner,
-                fact,
-                vector,
-                memory_type=memory_type,
-                metadata=metadata,
-                expires_at=expires_at,
-                actor_id=name,
-                role=role,
-            )
-            results.append({"id": str(row["id"]), "memory": fact, "event": "ADD", "memory_type": memory_type})
+            continue
+        row = await writer.add(
+            owner,
+            fact,
+            vector,
+            memory_type=memory_type,
+            metadata=metadata,
+            expires_at=expires_at,
+            actor_id=name,
+            role=role,
+        )
+        added += 1
+        results.append({"id": str(row["id"]), "memory": fact, "event": "ADD", "memory_type": memory_type})
     await writer.flush()
     await record_turn(writer, owner, turn)
-    log.info("memories_added", added=len(new), unchanged=len(results) - len(new))
+    log.info("memories_added", added=added, unchanged=len(results) - added)
     body: dict[str, Any] = {"results": results}
     if notes:
         body["notes"] = sorted(set(notes))

@@ -54,7 +54,7 @@ class SearchOutcome:
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
-def _signals(requested: list[str] | None, configured: tuple[str, ...], entity_enabled: bool) -> set[str]:
+def _signals(requested: list[str] | None, configured: tuple[str, ...], *, entity_enabled: bool) -> set[str]:
     if requested is None:
         return {s for s in configured if s != "entity" or entity_enabled}
     unknown = [s for s in requested if s not in SIGNALS]
@@ -66,13 +66,13 @@ def _signals(requested: list[str] | None, configured: tuple[str, ...], entity_en
     return set(requested)
 
 
-async def _lexemes(db: TenantSession, fts_config: str, query: str) -> list[str]:
+async def _lexemes(conn: Any, fts_config: str, query: str) -> list[str]:
     key = (fts_config, query)
     cached = _LEXEME_CACHE.get(key)
     if cached is not None:
         _LEXEME_CACHE.move_to_end(key)
         return cached
-    lexemes = await repo.query_lexemes(await db.connection(), fts_config, query)
+    lexemes = await repo.query_lexemes(conn, fts_config, query)
     _LEXEME_CACHE[key] = lexemes
     while len(_LEXEME_CACHE) > _LEXEME_CACHE_SIZE:
         _LEXEME_CACHE.popitem(last=False)
@@ -136,19 +136,23 @@ async def search(
         )
     filter_sql, filter_params = compile_scoped_filters(scope, request.filters, request.memory_type)
 
-    overrides = await tenant_overrides(db)
-    entity_enabled = bool(
-        overrides.get("search.entity-boost-enabled", deps.settings.search_entity_boost_enabled)
-    )
-    signals = _signals(request.signals, deps.settings.search_signals, entity_enabled)
-    if top_k is None:
-        top_k = int(overrides.get("search.default-top-k", deps.settings.search_default_top_k))
+    signals = _signals(request.signals, deps.settings.search_signals, entity_enabled=True)
 
+    # The query is embedded before the first database access, so a slow or failing provider
+    # never holds a pooled connection.
     started = time.perf_counter()
     deps.check_dimensions()
     vector = await deps.query_cache.embed_query(query)
     embedded = time.perf_counter()
-    keywords = keyword_query(await _lexemes(db, deps.fts_config, query), deps.fts_config)
+    overrides = await tenant_overrides(db)
+    if request.signals is None and not overrides.get(
+        "search.entity-boost-enabled", deps.settings.search_entity_boost_enabled
+    ):
+        signals.discard("entity")
+    signals = signals or {"semantic"}
+    if top_k is None:
+        top_k = int(overrides.get("search.default-top-k", deps.settings.search_default_top_k))
+    keywords = keyword_query(await _lexemes(await db.connection(), deps.fts_config, query), deps.fts_config)
     n = max(MIN_CANDIDATES, CANDIDATES_PER_RESULT * top_k)
     rows = await repo.hybrid_candidates(
         await db.connection(),
@@ -183,7 +187,7 @@ async def search(
 
 
 async def candidates_for_texts(
-    db: TenantSession,
+    conn: Any,
     owner: Owner,
     texts: list[str],
     vectors: list[Any],
@@ -193,10 +197,11 @@ async def candidates_for_texts(
 ) -> list[Any]:
     """The owner's live memories nearest to each text, by meaning and by words: what new facts
     are compared with before the model decides ADD / UPDATE / DELETE / NONE."""
-    conn = await db.connection()
     by_id: dict[Any, tuple[float, Any]] = {}
     for text, vector in zip(texts, vectors, strict=True):
-        keywords = keyword_query(await _lexemes(db, deps.fts_config, text[:MAX_QUERY_CHARS]), deps.fts_config)
+        keywords = keyword_query(
+            await _lexemes(conn, deps.fts_config, text[:MAX_QUERY_CHARS]), deps.fts_config
+        )
         rows = await repo.hybrid_candidates(
             conn,
             owner,

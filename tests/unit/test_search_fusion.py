@@ -178,10 +178,11 @@ def test_query_phrases_are_bounded() -> None:
 def test_the_configured_signals_are_the_default_and_a_request_may_name_its_own() -> None:
     from app.search.service import _signals
 
-    assert _signals(None, ("semantic", "keyword", "entity"), True) == {"semantic", "keyword", "entity"}
-    assert _signals(None, ("semantic", "keyword", "entity"), False) == {"semantic", "keyword"}
-    assert _signals(None, ("semantic",), True) == {"semantic"}
-    assert _signals(["keyword"], ("semantic",), True) == {"keyword"}
+    every = ("semantic", "keyword", "entity")
+    assert _signals(None, every, entity_enabled=True) == {"semantic", "keyword", "entity"}
+    assert _signals(None, every, entity_enabled=False) == {"semantic", "keyword"}
+    assert _signals(None, ("semantic",), entity_enabled=True) == {"semantic"}
+    assert _signals(["keyword"], ("semantic",), entity_enabled=True) == {"keyword"}
 
 
 def test_search_signals_setting_parses_from_the_environment_and_refuses_unknown_names() -> None:
