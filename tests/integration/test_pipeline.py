@@ -501,3 +501,39 @@ async def test_without_a_chat_provider_infer_true_stores_verbatim_and_links_enti
         await client.get(f"/mem/v1/memories/{body['results'][0]['id']}/entities", headers=tenant.service)
     ).json()
     assert {e["text"] for e in entities["results"]} >= {"Lisbon", "Maria", "3 March 2024"}
+
+
+async def test_a_target_deleted_while_the_model_thinks_is_skipped_not_resurrected(stack, keys, fake_provider):
+    import asyncio
+
+    import asyncpg
+
+    from app.db.dsn import with_database
+
+    provider, runtime, client = stack
+    old = await add(client, keys.service, "Lives in Berlin")
+    dsn = with_database(runtime.platform.server_dsn, keys.tenant.db_name)
+
+    def decide_after_a_concurrent_delete(payload: dict[str, Any]) -> list[dict[str, Any]]:
+        target = temp_id_of(payload, "Lives in Berlin")
+
+        async def delete_now() -> None:
+            conn = await asyncpg.connect(dsn)
+            try:
+                await conn.execute("UPDATE mem.memories SET deleted_at = now() WHERE id = $1", old["id"])
+            finally:
+                await conn.close()
+
+        # The fake provider answers on its own thread: delete the row there, mid-call.
+        asyncio.run(delete_now())
+        return [{"text": "Lives in Paris", "event": "UPDATE", "target": target}]
+
+    respond(fake_provider, provider, decide_after_a_concurrent_delete)
+    response = await _add(client, keys, "I moved to Paris")
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["results"] == []
+    assert body["skipped"] == [{"text": "Lives in Paris", "reason": "the memory was deleted meanwhile"}]
+    stored = await _memories(runtime, keys)
+    assert stored[old["id"]]["memory"] == "Lives in Berlin" and stored[old["id"]]["deleted_at"] is not None
