@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -25,7 +26,11 @@ def _family(provider: str) -> str:
     return "anthropic" if provider == "anthropic" else "chat"
 
 
-async def _stack(platform_dsn: str, fake: FakeProviderServer, provider: str, **mem: Any):
+@asynccontextmanager
+async def _stack(
+    platform_dsn: str, fake: FakeProviderServer, provider: str, **mem: Any
+) -> AsyncIterator[tuple[Runtime, httpx.AsyncClient]]:
+    """A runtime and client of their own, with `provider` as the chat provider; closed on exit."""
     base = fake.anthropic_base_url if provider == "anthropic" else fake.openai_base_url
     settings = make_settings(
         platform_dsn,
@@ -39,19 +44,19 @@ async def _stack(platform_dsn: str, fake: FakeProviderServer, provider: str, **m
     runtime = await build_runtime(settings)
     app = create_app(settings, runtime=runtime)
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://memory.test")
-    return runtime, client
+    try:
+        yield runtime, client
+    finally:
+        await client.aclose()
+        await close_runtime(runtime)
 
 
 @pytest_asyncio.fixture(loop_scope="session", scope="module", params=PROVIDERS)
 async def stack(
     request, platform_dsn, fake_provider
 ) -> AsyncIterator[tuple[str, Runtime, httpx.AsyncClient]]:
-    runtime, client = await _stack(platform_dsn, fake_provider, request.param)
-    try:
+    async with _stack(platform_dsn, fake_provider, request.param) as (runtime, client):
         yield request.param, runtime, client
-    finally:
-        await client.aclose()
-        await close_runtime(runtime)
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -388,8 +393,7 @@ async def test_an_embedding_failure_after_the_llm_answered_writes_nothing(stack,
 
 
 async def test_429_then_success_is_retried_and_stored(platform_dsn, fake_provider):
-    runtime, client = await _stack(platform_dsn, fake_provider, "openai", provider_max_retries=1)
-    try:
+    async with _stack(platform_dsn, fake_provider, "openai", provider_max_retries=1) as (runtime, client):
         keys = await new_tenant(runtime)
         fake_provider.chat_responder = lambda p: json.dumps(
             {"facts": [{"text": "Likes jazz", "event": "ADD"}]}
@@ -399,14 +403,10 @@ async def test_429_then_success_is_retried_and_stored(platform_dsn, fake_provide
         assert response.status_code == 200, response.text
         assert [r["memory"] for r in response.json()["results"]] == ["Likes jazz"]
         assert fake_provider.count("chat") == 2
-    finally:
-        await client.aclose()
-        await close_runtime(runtime)
 
 
 async def test_two_call_mode_extracts_then_decides(platform_dsn, fake_provider):
-    runtime, client = await _stack(platform_dsn, fake_provider, "openai", pipeline_mode="two-call")
-    try:
+    async with _stack(platform_dsn, fake_provider, "openai", pipeline_mode="two-call") as (runtime, client):
         keys = await new_tenant(runtime)
         old = await add(client, keys.service, "Lives in Berlin")
         fake_provider.script_chat(
@@ -425,16 +425,12 @@ async def test_two_call_mode_extracts_then_decides(platform_dsn, fake_provider):
         assert fake_provider.count("chat") == 2
         decide_prompt = prompt_text(fake_provider.last_request("chat").json)
         assert "NEW FACTS" in decide_prompt and "Lives in Paris" in decide_prompt
-    finally:
-        await client.aclose()
-        await close_runtime(runtime)
 
 
 async def test_an_image_is_described_by_the_vision_model_and_its_description_remembered(
     platform_dsn, fake_provider
 ):
-    runtime, client = await _stack(platform_dsn, fake_provider, "openai")
-    try:
+    async with _stack(platform_dsn, fake_provider, "openai") as (runtime, client):
         keys = await new_tenant(runtime)
         fake_provider.script_chat("A red road bike leaning on a wall.")
         fake_provider.chat_responder = lambda p: json.dumps(
@@ -455,14 +451,11 @@ async def test_an_image_is_described_by_the_vision_model_and_its_description_rem
         assert [r["memory"] for r in response.json()["results"]] == ["Owns a red road bike"]
         describe = fake_provider.requests_for("chat")[0].json
         assert any(part.get("type") == "image_url" for part in describe["messages"][0]["content"])
-    finally:
-        await client.aclose()
-        await close_runtime(runtime)
 
 
 async def test_a_model_without_vision_says_the_image_was_dropped(platform_dsn, fake_provider):
-    runtime, client = await _stack(platform_dsn, fake_provider, "generic")  # generic: no vision by default
-    try:
+    # generic: no vision by default
+    async with _stack(platform_dsn, fake_provider, "generic") as (runtime, client):
         keys = await new_tenant(runtime)
         fake_provider.chat_responder = lambda p: json.dumps(
             {"facts": [{"text": "Has a new bike", "event": "ADD"}]}
@@ -479,9 +472,6 @@ async def test_a_model_without_vision_says_the_image_was_dropped(platform_dsn, f
         assert response.status_code == 200, response.text
         assert any("cannot see images" in note for note in response.json()["notes"])
         assert fake_provider.count("chat") == 1
-    finally:
-        await client.aclose()
-        await close_runtime(runtime)
 
 
 async def test_without_a_chat_provider_infer_true_stores_verbatim_and_links_entities(
