@@ -9,6 +9,10 @@ import asyncpg
 from asyncpg.transaction import Transaction
 
 
+# A request that cannot get a connection this fast answers 503 (TimeoutError) instead of queueing.
+ACQUIRE_TIMEOUT_SECONDS = 10.0
+
+
 class TenantSession:
     """One connection and one transaction, opened on first use and ended by the owner of the request.
 
@@ -22,7 +26,7 @@ class TenantSession:
 
     async def connection(self) -> asyncpg.Connection:
         if self._conn is None:
-            conn = await self._pool.acquire()
+            conn = await self._pool.acquire(timeout=ACQUIRE_TIMEOUT_SECONDS)
             try:
                 tx = conn.transaction()
                 await tx.start()
@@ -42,7 +46,7 @@ class TenantSession:
         if self._conn is not None:  # the transaction is already open: read inside it
             yield self._conn
             return
-        async with self._pool.acquire() as conn:
+        async with self._pool.acquire(timeout=ACQUIRE_TIMEOUT_SECONDS) as conn:
             yield conn
 
     async def finish(self, *, commit: bool) -> None:
