@@ -152,29 +152,32 @@ hits AS (
 df AS MATERIALIZED (
     SELECT i, count(*)::float8 AS df FROM hits GROUP BY i
 ),
-keyword AS (
+scored AS MATERIALIZED (
+    -- Every hit keeps its score: a memory picked by another signal still gets its keyword part.
     SELECT h.id,
            sum(ln(1 + (s.n - df.df + 0.5) / (df.df + 0.5))
                * ({k1} + 1) / (1 + {k1} * (1 - {b} + {b} * h.dl / s.avgdl))) AS bm25
     FROM hits h JOIN df USING (i) CROSS JOIN stats s
     GROUP BY h.id
-    ORDER BY bm25 DESC
-    LIMIT $6
+),
+keyword AS (
+    SELECT id FROM scored ORDER BY bm25 DESC LIMIT $6
 ),
 named AS (
     SELECT e.id, (SELECT count(*) FROM mem.entity_links c WHERE c.entity_id = e.id) AS links
     FROM mem.entities e
     WHERE $7 > 0 AND {ent_owner} AND lower(e.text) = ANY($4::text[])
 ),
-linked AS (
+boosted AS MATERIALIZED (
     -- Entities linked to many memories say little about any one of them: the boost decays.
     SELECT l.memory_id AS id, sum(1.0 / (1 + ln(greatest(n.links, 1))))::float8 AS entity_boost
     FROM named n
     JOIN mem.entity_links l ON l.entity_id = n.id
     JOIN owned o ON o.id = l.memory_id
     GROUP BY l.memory_id
-    ORDER BY entity_boost DESC
-    LIMIT $7
+),
+linked AS (
+    SELECT id FROM boosted ORDER BY entity_boost DESC LIMIT $7
 ),
 candidates AS (
     SELECT id FROM dense UNION SELECT id FROM keyword UNION SELECT id FROM linked
@@ -184,6 +187,6 @@ SELECT {columns}, o.distance, coalesce(k.bm25, 0)::float8 AS bm25,
 FROM candidates c
 JOIN owned o ON o.id = c.id
 JOIN mem.memories m ON m.id = c.id AND {owner}
-LEFT JOIN keyword k ON k.id = c.id
-LEFT JOIN linked li ON li.id = c.id
+LEFT JOIN scored k ON k.id = c.id
+LEFT JOIN boosted li ON li.id = c.id
 """
