@@ -8,7 +8,6 @@ from contextlib import asynccontextmanager
 import asyncpg
 from asyncpg.transaction import Transaction
 
-
 # A request that cannot get a connection this fast answers 503 (TimeoutError) instead of queueing.
 ACQUIRE_TIMEOUT_SECONDS = 10.0
 
