@@ -77,18 +77,6 @@ class Conflict(AppError):
     message = "The request conflicts with the current state."
 
 
-class PayloadTooLarge(AppError):
-    status_code = 413
-    code = "payload_too_large"
-    message = "The request body is too large."
-
-
-class NotImplementedYet(AppError):
-    status_code = 501
-    code = "not_implemented"
-    message = "This feature is not available yet."
-
-
 class ProviderError(AppError):
     status_code = 502
     code = "provider_error"
@@ -105,9 +93,3 @@ class ProviderTimeout(AppError):
     status_code = 504
     code = "provider_timeout"
     message = "The model provider did not answer in time."
-
-
-class DatabaseUnavailable(AppError):
-    status_code = 503
-    code = "database_unavailable"
-    message = "The database is unavailable; try again later."

@@ -29,7 +29,6 @@ from app.search.service import candidates_for_texts
 log = structlog.get_logger(__name__)
 
 PROMPTS = Path(__file__).resolve().parent / "prompts"
-SINGLE_CALL = "single"
 TWO_CALL = "two-call"
 MAX_CONTEXT_MESSAGES = 10
 

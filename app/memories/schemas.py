@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -120,9 +119,6 @@ def normalise_memory_type(value: str | None) -> str | None:
             f"memory_type must be one of {', '.join(MEMORY_TYPES)}.", code="invalid_memory_type"
         )
     return upper
-
-
-_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 def iso(dt: datetime | None) -> str | None:
