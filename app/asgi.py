@@ -6,7 +6,7 @@ from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from litestar import Litestar
+from litestar import Litestar, Router
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
@@ -16,6 +16,7 @@ from app.db.embedded import start_embedded
 from app.db.pools import TenantPools
 from app.entities.routes import EntityController
 from app.health.routes import health, ready
+from app.http.dependencies import admin_guard, app_dependencies
 from app.http.errors import exception_handlers
 from app.http.middleware import RequestContextMiddleware
 from app.logging import configure_logging
@@ -88,13 +89,15 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litesta
         finally:
             await close_runtime(rt)
 
-    handlers: list[Any] = [health, ready, AdminController, PrometheusController]
+    admin = Router(path="/", route_handlers=[AdminController], guards=[admin_guard])
+    handlers: list[Any] = [health, ready, admin, PrometheusController]
     if settings.mem.enabled:
         # With the module off, /mem/v1 does not exist: every path there is a 404.
         handlers += [MemoryController, SearchController, EntityController]
     prometheus = PrometheusConfig(app_name="memory", prefix="memory", group_path=True, exclude=["/metrics"])
     app = Litestar(
         route_handlers=handlers,
+        dependencies=app_dependencies(),
         lifespan=[lifespan],
         middleware=[prometheus.middleware],
         exception_handlers=exception_handlers(),

@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.core.context import MemoryDeps
+from app.core.retrieval.caches import RetrievalCaches
 from app.db.embedded import EmbeddedPostgres
 from app.db.pools import TenantPools
-from app.memories.deps import MemoryDeps
+from app.providers.chat import ChatProvider
 from app.providers.embeddings import Embedder, QueryEmbeddingCache
 from app.settings import Settings
 from app.tenancy.service import Platform
@@ -21,14 +23,17 @@ class Runtime:
     embedder: Embedder
     query_cache: QueryEmbeddingCache
     embedded: EmbeddedPostgres | None = None
-    chat: Any = None  # ChatProvider | None
+    chat: ChatProvider | None = None
     jwks_clients: dict[str, Any] = field(default_factory=dict)
+    retrieval_caches: RetrievalCaches = field(default_factory=RetrievalCaches)
 
-    def memory_deps(self, tenant_dims: int, fts_config: str) -> MemoryDeps:
+    def memory_deps(self, tenant_ref: str, tenant_dims: int, fts_config: str) -> MemoryDeps:
         return MemoryDeps(
             settings=self.settings.mem,
             embedder=self.embedder,
             query_cache=self.query_cache,
+            caches=self.retrieval_caches,
+            tenant_ref=tenant_ref,
             tenant_dims=tenant_dims,
             fts_config=fts_config,
             chat=self.chat,

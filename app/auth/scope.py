@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from app.db.sql import OWNER_FIELDS
 from app.errors import BadRequest, Forbidden
 
-OWNER_FIELDS = ("user_id", "agent_id", "run_id")
+__all__ = ["MAX_ID_LENGTH", "OWNER_FIELDS", "MemoryAuthScope", "Owner"]
+
 MAX_ID_LENGTH = 255
 
 

@@ -10,17 +10,15 @@ from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK
 
 from app.auth.scope import MemoryAuthScope
+from app.core.context import MemoryDeps
 from app.db.session import TenantSession
 from app.entities import service
 from app.http.params import owner_ids
-from app.memories.deps import MemoryDeps
-from app.memories.routes import MEMORY_DEPENDENCIES
 
 
 class EntityController(Controller):
     path = "/mem/v1/entities"
     tags = ["entities"]
-    dependencies = MEMORY_DEPENDENCIES
 
     @get("/", summary="List an owner's entities")
     async def list_(

@@ -5,39 +5,12 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from app.auth.scope import MemoryAuthScope, Owner
+from app.auth.scope import MemoryAuthScope
+from app.core.linking.heuristic import ENTITY_TYPES
+from app.core.views import entity_view
 from app.db.session import TenantSession
 from app.entities import repo
-from app.entities.heuristic import ENTITY_TYPES, FoundEntity
 from app.errors import BadRequest, NotFound
-from app.memories.schemas import iso
-
-
-async def link_entities(conn: Any, owner: Owner, memory_id: UUID, entities: list[FoundEntity]) -> None:
-    """Upsert the entities for the owner and link them to the memory (inside the caller's transaction)."""
-    pairs = list(
-        dict.fromkeys((e.text, e.entity_type if e.entity_type in ENTITY_TYPES else "other") for e in entities)
-    )
-    ids = await repo.upsert_entities(conn, owner, pairs)
-    await repo.link(conn, memory_id, ids)
-
-
-def entity_view(row: Any) -> dict[str, Any]:
-    out = {
-        "id": str(row["id"]),
-        "text": row["text"],
-        "entity_type": row["entity_type"],
-        "user_id": row["user_id"],
-        "agent_id": row["agent_id"],
-        "run_id": row["run_id"],
-        "created_at": iso(row["created_at"]),
-        "updated_at": iso(row["updated_at"]),
-    }
-    if "memory_count" in row.keys():
-        out["memory_count"] = int(row["memory_count"])
-    if "memory_ids" in row.keys():
-        out["memory_ids"] = [str(m) for m in row["memory_ids"]]
-    return out
 
 
 async def list_entities(

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from litestar import Response, get
 
-from litestar import Request, Response, get
-
-from app.auth.dependencies import runtime_of
+from app.tenancy.service import Platform
 
 
 @get("/health", tags=["health"], summary="The process is up")
@@ -15,8 +13,8 @@ async def health() -> dict[str, str]:
 
 
 @get("/ready", tags=["health"], summary="The control plane is reachable")
-async def ready(request: Request[Any, Any, Any]) -> Response[dict[str, str]]:
-    if await runtime_of(request).platform.ready():
+async def ready(platform: Platform) -> Response[dict[str, str]]:
+    if await platform.ready():
         return Response({"status": "ready"})
     return Response(
         {"code": "not_ready", "message": "The control-plane database is not reachable."},

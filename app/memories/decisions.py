@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
-from app.entities.heuristic import ENTITY_TYPES, MAX_ENTITIES_PER_TEXT, MAX_ENTITY_CHARS, FoundEntity
-from app.memories.schemas import MAX_MEMORY_CHARS, MEMORY_TYPES
+from app.core.linking.heuristic import ENTITY_TYPES, MAX_ENTITIES_PER_TEXT, MAX_ENTITY_CHARS, FoundEntity
+from app.core.schemas import MAX_MEMORY_CHARS, MEMORY_TYPES
 
 EVENTS = ("ADD", "UPDATE", "DELETE", "NONE")
 MAX_FACTS = 50
@@ -33,6 +33,9 @@ class Decision:
     target: UUID | None
     memory_type: str | None
     entities: list[FoundEntity]
+    # Who said it, for memories stored verbatim from one message.
+    actor_id: str | None = None
+    role: str | None = None
 
 
 @dataclass

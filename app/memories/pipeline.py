@@ -1,30 +1,34 @@
-"""infer=true: one LLM call extracts facts (with entities and a memory type) and decides,
-fact by fact, ADD / UPDATE / DELETE / NONE against the owner's nearest memories.
+"""Planning an add: verbatim (infer=false, or no chat provider), or from the model, where one
+LLM call extracts facts (with entities and a memory type) and decides, fact by fact,
+ADD / UPDATE / DELETE / NONE against the owner's nearest memories.
 
 Order matters for "nothing is half-written": every provider call (image descriptions, the
-batched embedding of the new messages, the decision call, the batched embedding of the new
-texts) happens before the first write, and all writes share the request's transaction.
+batched embedding of the new messages, the decision call) happens before the first write;
+the service embeds the plan's new texts and applies it in the request's transaction.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import asyncpg
 import structlog
 
-from app.auth.scope import MemoryAuthScope, Owner
+from app.auth.scope import Owner
+from app.core.context import MemoryDeps
+from app.core.retrieval.service import candidates_for_texts
+from app.core.schemas import MAX_MEMORY_CHARS
 from app.db.session import TenantSession
-from app.errors import ProviderError
+from app.errors import BadRequest, ProviderError
 from app.memories import repo
 from app.memories.decisions import Decision, ParsedAnswer, UnreadableAnswer, parse_json_object, read_decisions
-from app.memories.deps import MemoryDeps
-from app.memories.schemas import AddMemoryRequest, ContentPart, Message, normalise_memory_type
-from app.memories.turns import expiry, message_text, record_turn
-from app.memories.writer import Writer, content_hash
-from app.search.service import candidates_for_texts
+from app.memories.schemas import ContentPart, Message
+from app.memories.turns import Line, Turn
+from app.providers.chat import ChatProvider
 
 log = structlog.get_logger(__name__)
 
@@ -43,14 +47,14 @@ def _has_images(message: Message) -> bool:
     )
 
 
-async def _describe_images(messages: list[Message], deps: MemoryDeps, notes: list[str]) -> list[Message]:
+async def describe_images(messages: list[Message], chat: ChatProvider, notes: list[str]) -> list[Message]:
     """Replace image parts by a description from a vision-capable model (one call per image)."""
     out = []
     for message in messages:
         if not _has_images(message) or isinstance(message.content, str):
             out.append(message)
             continue
-        if not deps.chat.supports_vision:
+        if not chat.supports_vision:
             notes.append("An image part was dropped: the configured chat model cannot see images.")
             out.append(message)
             continue
@@ -63,7 +67,7 @@ async def _describe_images(messages: list[Message], deps: MemoryDeps, notes: lis
             if not isinstance(url, str) or not url.startswith(("https://", "data:image/")):
                 notes.append("An image part was dropped: only https URLs and data:image URIs are accepted.")
                 continue
-            result = await deps.chat.complete(
+            result = await chat.complete(
                 [
                     {
                         "role": "user",
@@ -80,8 +84,8 @@ async def _describe_images(messages: list[Message], deps: MemoryDeps, notes: lis
     return out
 
 
-def _render_messages(turn: list[tuple[str, str | None, str]]) -> str:
-    return "\n".join(f"{role}{f' ({name})' if name else ''}: {text}" for role, name, text in turn)
+def _render_messages(lines: list[Line]) -> str:
+    return "\n".join(f"{line.role}{f' ({line.name})' if line.name else ''}: {line.text}" for line in lines)
 
 
 def _render_candidates(candidates: list[Any]) -> tuple[str, dict[str, UUID]]:
@@ -93,8 +97,8 @@ def _render_candidates(candidates: list[Any]) -> tuple[str, dict[str, UUID]]:
     return ("\n".join(lines) or "(none)"), temp_ids
 
 
-async def _ask(deps: MemoryDeps, system: str, user: str) -> dict[str, Any]:
-    result = await deps.chat.complete(
+async def _ask(chat: ChatProvider, deps: MemoryDeps, system: str, user: str) -> dict[str, Any]:
+    result = await chat.complete(
         [{"role": "system", "content": system}, {"role": "user", "content": user}],
         json_mode=True,
         max_tokens=deps.settings.chat_max_tokens,
@@ -108,21 +112,23 @@ async def _ask(deps: MemoryDeps, system: str, user: str) -> dict[str, Any]:
 
 
 async def _decide(
-    deps: MemoryDeps, context: str, new_messages: str, candidates: list[Any]
+    chat: ChatProvider, deps: MemoryDeps, context: str, new_messages: str, candidates: list[Any]
 ) -> tuple[ParsedAnswer, int]:
     """The decisions and how many LLM calls they took."""
     listing, temp_ids = _render_candidates(candidates)
     if deps.settings.pipeline_mode == TWO_CALL:
-        extracted = await _ask(deps, prompt("extract"), f"{context}NEW MESSAGES:\n{new_messages}")
+        extracted = await _ask(chat, deps, prompt("extract"), f"{context}NEW MESSAGES:\n{new_messages}")
         raw = extracted.get("facts")
         facts: list[Any] = raw if isinstance(raw, list) else []
         answer = await _ask(
+            chat,
             deps,
             prompt("decide"),
             f"EXISTING MEMORIES:\n{listing}\n\nNEW FACTS:\n{_json_lines(facts)}",
         )
         return read_decisions(answer, temp_ids, default_event="ADD"), 2
     answer = await _ask(
+        chat,
         deps,
         prompt("extract_and_decide"),
         f"EXISTING MEMORIES:\n{listing}\n\n{context}NEW MESSAGES:\n{new_messages}",
@@ -134,136 +140,62 @@ def _json_lines(items: list[Any]) -> str:
     return "\n".join(json.dumps(item, ensure_ascii=False) for item in items) or "(none)"
 
 
-async def infer(
-    db: TenantSession,
-    scope: MemoryAuthScope,
-    owner: Owner,
-    messages: list[Message],
-    request: AddMemoryRequest,
-    deps: MemoryDeps,
-) -> dict[str, Any]:
-    notes: list[str] = []
-    messages = await _describe_images(messages, deps, notes)
-    turn = [(m.role, m.name, message_text(m, notes)) for m in messages if m.role != "system"]
-    turn = [(role, name, text.strip()) for role, name, text in turn if text.strip()]
-    results: list[dict[str, Any]] = []
-    if not turn:
-        return {"results": results, "notes": sorted(set(notes))} if notes else {"results": results}
+@dataclass
+class Plan:
+    """What an add will do: decisions against the candidates it saw, and what it skipped."""
 
-    deps.check_dimensions()
-    message_vectors = await deps.embedder.embed([text for _, _, text in turn])
-    # Reads before the LLM call use a connection that goes back to the pool right away: no
-    # pooled connection (let alone a transaction) waits on the model.
-    async with db.reader() as conn:
-        candidates = await candidates_for_texts(conn, owner, [t for _, _, t in turn], message_vectors, deps)
-        window = await repo.recent_session_messages(conn, owner, MAX_CONTEXT_MESSAGES)
-    context = f"EARLIER IN THIS CONVERSATION:\n{_render_messages(window)}\n\n" if window else ""
-    parsed, calls = await _decide(deps, context, _render_messages(turn), candidates)
+    turn: Turn
+    decisions: list[Decision] = field(default_factory=list)
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+    candidates: dict[UUID, asyncpg.Record] = field(default_factory=dict)
+    llm_calls: int = 0
 
-    forced_type = normalise_memory_type(request.memory_type)
-    by_id = {row["id"]: row for row in candidates}
-    touched: set[UUID] = set()
-    adds: list[Decision] = []
-    updates: list[Decision] = []
-    deletes: list[Decision] = []
-    nones: list[Decision] = []
+    @property
+    def new_texts(self) -> list[str]:
+        """Texts to embed before the first write: what ADD and UPDATE decisions store."""
+        return list(dict.fromkeys(d.text for d in self.decisions if d.event in ("ADD", "UPDATE")))
+
+
+def plan_verbatim(turn: Turn) -> Plan:
+    """Each message of the turn becomes a memory as it is (its duplicates become NONE later)."""
+    for line in turn.lines:
+        if len(line.text) > MAX_MEMORY_CHARS:
+            raise BadRequest(
+                f"A message is longer than {MAX_MEMORY_CHARS} characters.", code="message_too_long"
+            )
+    decisions = [Decision("ADD", line.text, None, None, [], line.name, line.role) for line in turn.lines]
+    return Plan(turn, decisions)
+
+
+def _one_decision_per_target(parsed: ParsedAnswer) -> tuple[list[Decision], list[dict[str, Any]]]:
+    kept: list[Decision] = []
     skipped = list(parsed.skipped)
+    touched: set[UUID] = set()
     for decision in parsed.decisions:
         if decision.target is not None and decision.target in touched:
             skipped.append({"text": decision.text, "reason": "a second decision on the same memory"})
             continue
         if decision.target is not None and decision.event in ("UPDATE", "DELETE"):
             touched.add(decision.target)
-        {"ADD": adds, "UPDATE": updates, "DELETE": deletes, "NONE": nones}[decision.event].append(decision)
+        kept.append(decision)
+    return kept, skipped
 
-    # One batched embedding call for every new text, still before the first write.
-    texts = list(dict.fromkeys(d.text for d in adds + updates))
-    vectors = await deps.embedder.embed(texts) if texts else []
-    vector_of = dict(zip(texts, vectors, strict=True))
 
-    writer = await Writer.open(db, scope, deps)
-    for decision in nones:
-        writer.unchanged()
-        target = by_id.get(decision.target) if decision.target else None
-        results.append(
-            {
-                "id": str(target["id"]) if target else None,
-                "memory": target["memory"] if target else decision.text,
-                "event": "NONE",
-            }
-        )
-    metadata = dict(request.metadata or {})
-    seen_hashes: set[str] = set()
-    for decision in adds:
-        # The same fact again is a NONE, whatever the model said.
-        digest = content_hash(decision.text)
-        existing = await repo.find_live_by_hash(writer.conn, owner, digest)
-        if existing is not None or digest in seen_hashes:
-            writer.unchanged()
-            results.append(
-                {"id": str(existing["id"]) if existing else None, "memory": decision.text, "event": "NONE"}
-            )
-            continue
-        seen_hashes.add(digest)
-        memory_type = forced_type or decision.memory_type or "LONG_TERM"
-        row = await writer.add(
-            owner,
-            decision.text,
-            vector_of[decision.text],
-            memory_type=memory_type,
-            metadata=metadata,
-            expires_at=expiry(request, memory_type, writer),
-            entities=decision.entities,
-        )
-        results.append(
-            {"id": str(row["id"]), "memory": decision.text, "event": "ADD", "memory_type": memory_type}
-        )
-    for decision in updates + deletes:
-        assert decision.target is not None
-        # The candidates were read before the model answered: lock each target and check it is
-        # still there (and still this owner's) before changing it.
-        current = await repo.find_by_id_for_owner(writer.conn, decision.target, owner, for_update=True)
-        if current is None:
-            skipped.append({"text": decision.text, "reason": "the memory was deleted meanwhile"})
-            continue
-        if decision.event == "DELETE":
-            row = await repo.soft_delete(writer.conn, decision.target, owner)
-            if row is not None:
-                await writer.deleted([row])
-                results.append({"id": str(row["id"]), "memory": row["memory"], "event": "DELETE"})
-            continue
-        row = await writer.update(
-            current,
-            owner,
-            text=decision.text,
-            vector=vector_of[decision.text],
-            metadata={**current["metadata"], **metadata},
-            entities=decision.entities,
-        )
-        if row is not None:
-            results.append(
-                {
-                    "id": str(row["id"]),
-                    "memory": decision.text,
-                    "event": "UPDATE",
-                    "previous_memory": current["memory"],
-                    "memory_type": row["memory_type"],
-                }
-            )
-    await writer.flush()
-    await record_turn(writer, owner, turn)
-    log.info(
-        "memories_inferred",
-        llm_calls=calls,
-        candidates=len(candidates),
-        adds=len(adds),
-        updates=len(updates),
-        deletes=len(deletes),
-        skipped=len(skipped),
-    )
-    body: dict[str, Any] = {"results": results}
-    if skipped:
-        body["skipped"] = skipped
-    if notes:
-        body["notes"] = sorted(set(notes))
-    return body
+async def plan_inferred(
+    db: TenantSession, deps: MemoryDeps, chat: ChatProvider, owner: Owner, turn: Turn
+) -> Plan:
+    """Ask the model what the turn means for the owner's nearest memories."""
+    if not turn.lines:
+        return Plan(turn)
+    deps.check_dimensions()
+    message_vectors = await deps.embedder.embed(turn.texts)
+    # Reads before the LLM call use a connection that goes back to the pool right away: no
+    # pooled connection (let alone a transaction) waits on the model.
+    async with db.reader() as conn:
+        candidates = await candidates_for_texts(conn, deps, owner, turn.texts, message_vectors)
+        window = await repo.recent_session_messages(conn, owner, MAX_CONTEXT_MESSAGES)
+    earlier = [Line(role, name, text) for role, name, text in window]
+    context = f"EARLIER IN THIS CONVERSATION:\n{_render_messages(earlier)}\n\n" if earlier else ""
+    parsed, calls = await _decide(chat, deps, context, _render_messages(turn.lines), candidates)
+    decisions, skipped = _one_decision_per_target(parsed)
+    return Plan(turn, decisions, skipped, {row["id"]: row for row in candidates}, calls)

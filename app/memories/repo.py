@@ -7,9 +7,7 @@ read across owners through this module.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -17,38 +15,9 @@ from uuid import UUID
 import asyncpg
 import numpy as np
 
-from app.auth.scope import OWNER_FIELDS, Owner
-
-MEMORY_COLUMNS = """m.id, m.memory, m.user_id, m.agent_id, m.run_id, m.memory_type, m.metadata,
-    m.hash, m.actor_id, m.role, m.expires_at, m.created_at, m.updated_at"""
-
-LIVE = "m.deleted_at IS NULL"
-NOT_EXPIRED = "(m.expires_at IS NULL OR m.expires_at > now())"
-
-
-@dataclass(frozen=True)
-class Clause:
-    sql: str
-    params: list[Any]
-
-
-def owner_clause(owner: Owner, first_param: int, alias: str = "m") -> Clause:
-    """`alias.user_id = $n AND ...` for the ids the owner sets; TRUE for a tenant-wide service scope.
-
-    Building the text per combination (instead of `$1 IS NULL OR user_id = $1`) keeps each
-    prepared statement's plan able to use the owner indexes.
-    """
-    parts, params = [], []
-    for field in OWNER_FIELDS:
-        value = getattr(owner, field)
-        if value is not None:
-            params.append(value)
-            parts.append(f"{alias}.{field} = ${first_param + len(params) - 1}")
-    return Clause(" AND ".join(parts) if parts else "TRUE", params)
-
-
-def visibility(include_expired: bool) -> str:
-    return LIVE if include_expired else f"{LIVE} AND {NOT_EXPIRED}"
+from app.auth.scope import Owner
+from app.core.filters import MemoryFilter
+from app.db.sql import LIVE, MEMORY_COLUMNS, owner_clause, visibility
 
 
 async def insert_memory(
@@ -114,17 +83,16 @@ async def list_for_owner(
     conn: asyncpg.Connection,
     owner: Owner,
     *,
-    filter_sql: str,
-    filter_params: Sequence[Any],
+    filters: MemoryFilter,
     include_expired: bool,
     limit: int,
     offset: int,
 ) -> tuple[list[asyncpg.Record], int]:
     """One page, newest first, and the total the filters match (so pagination never hides rows)."""
     clause = owner_clause(owner, 1)
-    n = len(clause.params)
-    where = f"{clause.sql} AND {visibility(include_expired)} AND ({_shift(filter_sql, n)})"
-    params = [*clause.params, *filter_params]
+    compiled = filters.compile(clause.next_param(1))
+    where = f"{clause.sql} AND {visibility(include_expired)} AND ({compiled.sql})"
+    params = [*clause.params, *compiled.params]
     total = await conn.fetchval(f"SELECT count(*) FROM mem.memories m WHERE {where}", *params)
     rows = await conn.fetch(
         f"""SELECT {MEMORY_COLUMNS} FROM mem.memories m WHERE {where}
@@ -135,13 +103,6 @@ async def list_for_owner(
         offset,
     )
     return list(rows), int(total)
-
-
-def _shift(sql: str, by: int) -> str:
-    """Renumber $n placeholders of a fragment compiled from $1 so it follows `by` earlier params."""
-    if by == 0:
-        return sql
-    return re.sub(r"\$(\d+)", lambda m: f"${int(m.group(1)) + by}", sql)
 
 
 async def update_memory(
@@ -183,24 +144,19 @@ async def soft_delete(conn: asyncpg.Connection, memory_id: UUID, owner: Owner) -
 
 
 async def soft_delete_matching(
-    conn: asyncpg.Connection, owner: Owner, *, filter_sql: str, filter_params: Sequence[Any]
+    conn: asyncpg.Connection, owner: Owner, *, filters: MemoryFilter
 ) -> list[asyncpg.Record]:
     clause = owner_clause(owner, 1)
-    n = len(clause.params)
+    compiled = filters.compile(clause.next_param(1))
     return list(
         await conn.fetch(
             f"""UPDATE mem.memories m SET deleted_at = now(), updated_at = now()
-                WHERE {clause.sql} AND {LIVE} AND ({_shift(filter_sql, n)})
+                WHERE {clause.sql} AND {LIVE} AND ({compiled.sql})
                 RETURNING {MEMORY_COLUMNS}""",
             *clause.params,
-            *filter_params,
+            *compiled.params,
         )
     )
-
-
-async def unlink_entities(conn: asyncpg.Connection, memory_ids: Sequence[UUID]) -> None:
-    """Remove entity links of memories the caller has already resolved within its owner."""
-    await conn.execute("DELETE FROM mem.entity_links WHERE memory_id = ANY($1::uuid[])", list(memory_ids))
 
 
 async def insert_history(conn: asyncpg.Connection, rows: Sequence[dict[str, Any]]) -> None:
@@ -318,18 +274,6 @@ async def stats_for_owner(conn: asyncpg.Connection, owner: Owner, *, top_users: 
         )
         out["top_users"] = [{"user_id": r["user_id"], "memories": int(r["memories"])} for r in rows]
     return out
-
-
-async def read_config(conn: asyncpg.Connection) -> asyncpg.Record:
-    return await conn.fetchrow("SELECT embedding_dims, fts_config, settings, updated_at FROM mem.config")
-
-
-async def write_config(conn: asyncpg.Connection, settings: dict[str, Any]) -> asyncpg.Record:
-    return await conn.fetchrow(
-        """UPDATE mem.config SET settings = $1, updated_at = now()
-           RETURNING embedding_dims, fts_config, settings, updated_at""",
-        settings,
-    )
 
 
 async def reset_tenant(conn: asyncpg.Connection) -> None:

@@ -6,30 +6,22 @@ from typing import Any
 from uuid import UUID
 
 from litestar import Controller, Request, delete, get, post, put
-from litestar.di import Provide
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK
 
-from app.auth.dependencies import provide_db, provide_deps, provide_scope
 from app.auth.scope import MemoryAuthScope
+from app.core.context import MemoryDeps
 from app.db.session import TenantSession
 from app.errors import BadRequest, ValidationFailed
+from app.http.bodies import decode_body
 from app.http.params import flag, json_filters, owner_ids
 from app.memories import service
-from app.memories.deps import MemoryDeps
-from app.memories.schemas import AddMemoryRequest, UpdateMemoryRequest, decode_body
-
-MEMORY_DEPENDENCIES = {
-    "auth": Provide(provide_scope),
-    "db": Provide(provide_db),
-    "deps": Provide(provide_deps),
-}
+from app.memories.schemas import AddMemoryRequest, UpdateMemoryRequest
 
 
 class MemoryController(Controller):
     path = "/mem/v1"
     tags = ["memories"]
-    dependencies = MEMORY_DEPENDENCIES
 
     @post("/memories", status_code=HTTP_200_OK, summary="Add memories from messages")
     async def add(

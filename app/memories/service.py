@@ -8,120 +8,82 @@ from uuid import UUID
 import structlog
 
 from app.auth.scope import MemoryAuthScope, Owner
+from app.core import repo as core_repo
+from app.core.config import EffectiveConfig, check_changes, merge_overrides
+from app.core.context import MemoryDeps
+from app.core.filters import scoped_filter
+from app.core.linking import repo as linking_repo
+from app.core.schemas import MAX_MEMORY_CHARS, iso, normalise_memory_type
+from app.core.views import entity_view, history_view, memory_view
 from app.db.session import TenantSession
-from app.entities import repo as entities_repo
-from app.entities.service import entity_view
 from app.errors import BadRequest, Forbidden, NotFound
 from app.memories import pipeline, repo
-from app.memories.deps import MemoryDeps
-from app.memories.filters import compile_scoped_filters
-from app.memories.schemas import (
-    MAX_MEMORY_CHARS,
-    MAX_MESSAGES,
-    AddMemoryRequest,
-    Message,
-    UpdateMemoryRequest,
-    history_view,
-    memory_view,
-    normalise_memory_type,
-)
-from app.memories.turns import expiry, message_text, record_turn
-from app.memories.writer import Writer, content_hash
+from app.memories.apply import AddOptions, PlanWriter, apply_decisions
+from app.memories.pipeline import Plan
+from app.memories.schemas import AddMemoryRequest, Message, UpdateMemoryRequest
+from app.memories.turns import checked_messages, expiry, record_turn, to_turn
+from app.memories.writer import Writer
 
 log = structlog.get_logger(__name__)
 
 
-# Per-tenant overrides that PUT /config accepts: key -> (type check, description of range).
-CONFIG_KEYS: dict[str, tuple[type, float, float]] = {
-    "search.default-top-k": (int, 1, 100),
-    "search.entity-boost-enabled": (bool, 0, 1),
-    "memory.short-term-ttl-hours": (float, 0.01, 24 * 365),
-    "session.window-size": (int, 0, 500),
-    "history.enabled": (bool, 0, 1),
-}
-FIXED_CONFIG_KEYS = ("embedding.dimensions", "search.fts-config")
-
-
-def _is_blank(message: Message) -> bool:
-    return not message.content.strip() if isinstance(message.content, str) else not message.content
+async def _plan(
+    db: TenantSession, deps: MemoryDeps, owner: Owner, request: AddMemoryRequest, messages: list[Message]
+) -> Plan:
+    if request.infer and deps.chat is not None:
+        notes: list[str] = []
+        described = await pipeline.describe_images(messages, deps.chat, notes)
+        return await pipeline.plan_inferred(db, deps, deps.chat, owner, to_turn(described, notes))
+    turn = to_turn(messages)
+    if request.infer:
+        turn.notes.append(
+            "No chat provider is configured: messages were stored verbatim, as with infer=false."
+        )
+    return pipeline.plan_verbatim(turn)
 
 
 async def add_memories(
     db: TenantSession, scope: MemoryAuthScope, request: AddMemoryRequest, deps: MemoryDeps
 ) -> dict[str, Any]:
+    """One path for every add: normalise the turn, plan (verbatim or from the model), apply."""
     owner = scope.owner(request.user_id, request.agent_id, request.run_id, require_owner=True)
-    memory_type = normalise_memory_type(request.memory_type) or "LONG_TERM"
-    metadata = dict(request.metadata or {})
-    notes: list[str] = []
-    messages = (
-        [Message(role="user", content=request.messages)]
-        if isinstance(request.messages, str)
-        else request.messages
+    options = AddOptions(
+        metadata=dict(request.metadata or {}),
+        forced_type=normalise_memory_type(request.memory_type),
+        expiration_date=request.expiration_date,
     )
-    if not messages or all(_is_blank(m) for m in messages):
-        # Otherwise "" or "   " answers 200 with no results and still records an empty session turn.
-        raise BadRequest("messages must not be empty.", code="empty_messages")
-    if len(messages) > MAX_MESSAGES:
-        raise BadRequest(f"At most {MAX_MESSAGES} messages per request.", code="too_many_messages")
-    for m in messages:
-        if m.role not in ("user", "assistant", "system", "tool"):
-            raise BadRequest(f"Unknown message role {m.role!r}.", code="invalid_message_role")
-
-    if request.infer and deps.chat_available:
-        return await pipeline.infer(db, scope, owner, messages, request, deps)
-    if request.infer:
-        notes.append("No chat provider is configured: messages were stored verbatim, as with infer=false.")
-
-    turn = [(m.role, m.name, message_text(m, notes)) for m in messages if m.role != "system"]
-    facts = [(role, name, text.strip()) for role, name, text in turn if text.strip()]
-    for _, _, text in facts:
-        if len(text) > MAX_MEMORY_CHARS:
-            raise BadRequest(
-                f"A message is longer than {MAX_MEMORY_CHARS} characters.", code="message_too_long"
-            )
-
-    # Duplicates within the request go first; then one batched embedding call, made before
-    # the first database access so a slow provider never holds a pooled connection.
-    unique: list[tuple[str, str | None, str]] = []
-    seen: set[str] = set()
-    for role, name, text in facts:
-        digest = content_hash(text)
-        if digest not in seen:
-            seen.add(digest)
-            unique.append((role, name, text))
-    vectors = []
-    if unique:
-        deps.check_dimensions()
-        vectors = await deps.embedder.embed([text for _, _, text in unique])
-
-    writer = await Writer.open(db, scope, deps)
-    expires_at = expiry(request, memory_type, writer)
-    results: list[dict[str, Any]] = []
-    added = 0
-    for (role, name, fact), vector in zip(unique, vectors, strict=True):
-        existing = await repo.find_live_by_hash(writer.conn, owner, content_hash(fact))
-        if existing is not None:
-            results.append({"id": str(existing["id"]), "memory": existing["memory"], "event": "NONE"})
-            writer.unchanged()
-            continue
-        row = await writer.add(
-            owner,
-            fact,
-            vector,
-            memory_type=memory_type,
-            metadata=metadata,
-            expires_at=expires_at,
-            actor_id=name,
-            role=role,
+    if options.expiration_date is not None:
+        # Refused before any provider call or write; expiry() checks it again at write time.
+        expiry(
+            options.expiration_date,
+            options.forced_type or "LONG_TERM",
+            EffectiveConfig.resolve(deps.settings, {}),
         )
-        added += 1
-        results.append({"id": str(row["id"]), "memory": fact, "event": "ADD", "memory_type": memory_type})
+    plan = await _plan(db, deps, owner, request, checked_messages(request))
+    texts = plan.new_texts
+    # One batched embedding call for every new text, still before the first write.
+    vectors: list[Any] = []
+    if texts:
+        deps.check_dimensions()
+        vectors = await deps.embedder.embed(texts)
+    writer = await Writer.open(db, scope, deps)
+    plan_writer = PlanWriter(writer, owner, options, dict(zip(texts, vectors, strict=True)))
+    applied = await apply_decisions(plan_writer, plan.decisions, plan.candidates)
     await writer.flush()
-    await record_turn(writer, owner, turn)
-    log.info("memories_added", added=added, unchanged=len(results) - added)
-    body: dict[str, Any] = {"results": results}
-    if notes:
-        body["notes"] = sorted(set(notes))
+    await record_turn(writer.conn, writer.config, owner, plan.turn)
+    log.info(
+        "memories_added",
+        llm_calls=plan.llm_calls,
+        candidates=len(plan.candidates),
+        results=len(applied.results),
+        skipped=len(plan.skipped) + len(applied.skipped),
+    )
+    body: dict[str, Any] = {"results": applied.results}
+    skipped = plan.skipped + applied.skipped
+    if skipped:
+        body["skipped"] = skipped
+    if plan.turn.notes:
+        body["notes"] = sorted(set(plan.turn.notes))
     return body
 
 
@@ -165,12 +127,10 @@ async def list_memories(
 ) -> dict[str, Any]:
     owner = _requested_owner(scope, owner_ids)
     page, page_size = _page(page, page_size, deps.settings.list_max_page_size)
-    sql, params = compile_scoped_filters(scope, filters, memory_type)
     rows, total = await repo.list_for_owner(
         await db.connection(),
         owner,
-        filter_sql=sql,
-        filter_params=params,
+        filters=scoped_filter(scope, filters, memory_type),
         include_expired=include_expired,
         limit=page_size,
         offset=(page - 1) * page_size,
@@ -239,9 +199,9 @@ async def delete_all_memories(
 ) -> dict[str, Any]:
     # Never "everything": an owner id is required even for service_role (reset is the tool for that).
     owner = _requested_owner(scope, owner_ids, require_owner=True)
-    sql, params = compile_scoped_filters(scope, filters, None)
+    matching = scoped_filter(scope, filters, None)
     writer = await Writer.open(db, scope, deps)
-    rows = await repo.soft_delete_matching(writer.conn, owner, filter_sql=sql, filter_params=params)
+    rows = await repo.soft_delete_matching(writer.conn, owner, filters=matching)
     await writer.deleted(rows)
     await writer.flush()
     log.info("memories_deleted", count=len(rows))
@@ -257,7 +217,7 @@ async def memory_history(db: TenantSession, scope: MemoryAuthScope, memory_id: U
 
 async def memory_entities(db: TenantSession, scope: MemoryAuthScope, memory_id: UUID) -> dict[str, Any]:
     await _find(db, scope, memory_id)
-    rows = await entities_repo.for_memory(await db.connection(), memory_id, scope.owner())
+    rows = await linking_repo.for_memory(await db.connection(), memory_id, scope.owner())
     return {"results": [entity_view(r) for r in rows]}
 
 
@@ -273,32 +233,23 @@ def _require_service(scope: MemoryAuthScope, what: str) -> None:
         raise Forbidden(f"{what} needs the service_role key.", code="service_role_required")
 
 
-def _config_view(row: Any, deps: MemoryDeps) -> dict[str, Any]:
-    overrides = dict(row["settings"])
+async def _config_view(db: TenantSession, row: Any, deps: MemoryDeps) -> dict[str, Any]:
     s = deps.settings
-    effective = {
-        "search.default-top-k": s.search_default_top_k,
-        "search.entity-boost-enabled": s.search_entity_boost_enabled,
-        "memory.short-term-ttl-hours": s.short_term_ttl_hours,
-        "session.window-size": s.session_window_size,
-        "history.enabled": s.history_enabled,
-    }
-    effective.update(overrides)
     return {
         "embedding_dimensions": row["embedding_dims"],
         "fts_config": row["fts_config"],
         "embedding_provider": s.embedding_provider,
         "embedding_model": s.embedding_model,
         "chat_provider": s.chat_provider,
-        "settings": effective,
-        "overrides": overrides,
-        "updated_at": row["updated_at"].isoformat().replace("+00:00", "Z"),
+        "settings": (await deps.config(db)).as_settings(),
+        "overrides": dict(row["settings"]),
+        "updated_at": iso(row["updated_at"]),
     }
 
 
 async def get_config(db: TenantSession, scope: MemoryAuthScope, deps: MemoryDeps) -> dict[str, Any]:
     _require_service(scope, "Reading the memory config")
-    return _config_view(await repo.read_config(await db.connection()), deps)
+    return await _config_view(db, await core_repo.read_config(await db.connection()), deps)
 
 
 async def put_config(
@@ -306,39 +257,12 @@ async def put_config(
 ) -> dict[str, Any]:
     """Merge overrides; a null value removes one. Only whitelisted keys, each range-checked."""
     _require_service(scope, "Changing the memory config")
-    for key, value in changes.items():
-        if key in FIXED_CONFIG_KEYS:
-            raise BadRequest(f"{key} is fixed when the tenant is initialised.", code="config_key_fixed")
-        if key not in CONFIG_KEYS:
-            raise BadRequest(
-                f"Unknown config key {key!r}; allowed: {', '.join(sorted(CONFIG_KEYS))}.",
-                code="unknown_config_key",
-            )
-        if value is None:
-            continue
-        kind, low, high = CONFIG_KEYS[key]
-        ok = (
-            isinstance(value, bool)
-            if kind is bool
-            else isinstance(value, int | float)
-            and not isinstance(value, bool)
-            and (kind is float or isinstance(value, int))
-        )
-        if not ok or (kind is not bool and not low <= value <= high):
-            raise BadRequest(
-                f"{key} must be a {kind.__name__}"
-                + ("" if kind is bool else f" between {low:g} and {high:g}")
-                + ".",
-                code="invalid_config_value",
-            )
+    check_changes(changes)
     conn = await db.connection()
-    overrides = dict((await repo.read_config(conn))["settings"])
-    for key, value in changes.items():
-        if value is None:
-            overrides.pop(key, None)
-        else:
-            overrides[key] = value
-    return _config_view(await repo.write_config(conn, overrides), deps)
+    current = dict((await core_repo.read_config(conn))["settings"])
+    row = await core_repo.write_config(conn, merge_overrides(current, changes))
+    deps.forget_config()
+    return await _config_view(db, row, deps)
 
 
 async def reset(db: TenantSession, scope: MemoryAuthScope) -> dict[str, Any]:

@@ -16,11 +16,12 @@ import numpy as np
 from prometheus_client import Counter
 
 from app.auth.scope import MemoryAuthScope, Owner
+from app.core.config import EffectiveConfig
+from app.core.context import MemoryDeps
+from app.core.linking.heuristic import FoundEntity, extract_entities
+from app.core.linking.service import link_entities, unlink_entities
 from app.db.session import TenantSession
-from app.entities.heuristic import FoundEntity, extract_entities
-from app.entities.service import link_entities
 from app.memories import repo
-from app.memories.deps import MemoryDeps
 
 PIPELINE_EVENTS = Counter("memory_pipeline_events_total", "Memory mutations by event", ["event"])
 
@@ -31,30 +32,19 @@ def content_hash(text: str) -> str:
     return hashlib.md5(normalised.encode()).hexdigest()
 
 
-async def tenant_overrides(db: TenantSession) -> dict[str, Any]:
-    row = await repo.read_config(await db.connection())
-    return dict(row["settings"]) if row else {}
-
-
 class Writer:
     """Collects history rows and writes them once; one Writer per request."""
 
-    def __init__(
-        self, conn: asyncpg.Connection, scope: MemoryAuthScope, deps: MemoryDeps, overrides: dict[str, Any]
-    ) -> None:
+    def __init__(self, conn: asyncpg.Connection, scope: MemoryAuthScope, config: EffectiveConfig) -> None:
         self.conn = conn
         self.scope = scope
-        self.deps = deps
-        self.overrides = overrides
+        self.config = config
         self._history: list[dict[str, Any]] = []
 
     @classmethod
     async def open(cls, db: TenantSession, scope: MemoryAuthScope, deps: MemoryDeps) -> Writer:
-        conn = await db.connection()
-        return cls(conn, scope, deps, await tenant_overrides(db))
-
-    def setting(self, key: str, default: Any) -> Any:
-        return self.overrides.get(key, default)
+        config = await deps.config(db)
+        return cls(await db.connection(), scope, config)
 
     async def add(
         self,
@@ -109,7 +99,7 @@ class Writer:
             return None
         if text != current["memory"]:
             # The entities follow the text, under the memory's own owner.
-            await repo.unlink_entities(self.conn, [row["id"]])
+            await unlink_entities(self.conn, [row["id"]])
             memory_owner = Owner(row["user_id"], row["agent_id"], row["run_id"])
             await link_entities(
                 self.conn, memory_owner, row["id"], entities if entities else extract_entities(text)
@@ -119,8 +109,7 @@ class Writer:
 
     async def deleted(self, rows: list[asyncpg.Record]) -> None:
         """Unlink and record memories the caller has soft-deleted within its owner."""
-        if rows:
-            await repo.unlink_entities(self.conn, [r["id"] for r in rows])
+        await unlink_entities(self.conn, [r["id"] for r in rows])
         for row in rows:
             self._record(row, "DELETE", row["memory"], None)
 
@@ -143,6 +132,6 @@ class Writer:
         )
 
     async def flush(self) -> None:
-        if self._history and self.setting("history.enabled", self.deps.settings.history_enabled):
+        if self._history and self.config.history_enabled:
             await repo.insert_history(self.conn, self._history)
         self._history = []

@@ -8,17 +8,16 @@ from litestar import Controller, Response, post
 from litestar.status_codes import HTTP_200_OK
 
 from app.auth.scope import MemoryAuthScope
+from app.core.context import MemoryDeps
 from app.db.session import TenantSession
-from app.memories.deps import MemoryDeps
-from app.memories.routes import MEMORY_DEPENDENCIES
-from app.memories.schemas import SearchRequest, decode_body
+from app.http.bodies import decode_body
 from app.search import service
+from app.search.schemas import SearchRequest
 
 
 class SearchController(Controller):
     path = "/mem/v1"
     tags = ["search"]
-    dependencies = MEMORY_DEPENDENCIES
 
     @post("/search", status_code=HTTP_200_OK, summary="Search an owner's memories")
     async def search(

@@ -4,24 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Controller, Request, get, post
+from litestar import Controller, get, post
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
-from app.auth.dependencies import admin_guard, runtime_of
-from app.memories.schemas import decode_body
+from app.http.bodies import decode_body
 from app.tenancy.schemas import CreateTenantRequest
+from app.tenancy.service import Platform
 
 
 class AdminController(Controller):
     path = "/auth/v1/admin"
     tags = ["admin"]
-    guards = [admin_guard]
+    # The platform admin guard is applied where create_app mounts this controller.
 
     @post("/tenants", status_code=HTTP_201_CREATED, summary="Create a tenant: database, secret and keys")
-    async def create_tenant(self, request: Request[Any, Any, Any], data: dict[str, Any]) -> dict[str, Any]:
+    async def create_tenant(self, platform: Platform, data: dict[str, Any]) -> dict[str, Any]:
         body = decode_body(data, CreateTenantRequest)
-        platform = runtime_of(request).platform
         tenant = await platform.create_tenant(body.name, ref=body.ref, jwks_url=body.jwks_url, jwks=body.jwks)
         return {
             **tenant.public_view(),
@@ -31,15 +30,14 @@ class AdminController(Controller):
         }
 
     @get("/tenants", summary="List tenants")
-    async def list_tenants(self, request: Request[Any, Any, Any]) -> dict[str, Any]:
-        tenants = await runtime_of(request).platform.list_tenants()
+    async def list_tenants(self, platform: Platform) -> dict[str, Any]:
+        tenants = await platform.list_tenants()
         return {"tenants": [t.public_view() for t in tenants]}
 
     @post("/init/mem-schema", status_code=HTTP_200_OK, summary="Create or update the mem schema (idempotent)")
     async def init_mem_schema(
-        self, request: Request[Any, Any, Any], db_key: str | None = Parameter(query="dbKey", default=None)
+        self, platform: Platform, db_key: str | None = Parameter(query="dbKey", default=None)
     ) -> dict[str, Any]:
-        platform = runtime_of(request).platform
         if db_key is not None:
             results = [await platform.init_mem_schema(db_key)]
         else:

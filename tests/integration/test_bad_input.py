@@ -12,7 +12,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from app.memories.schemas import MAX_MEMORY_CHARS
+from app.core.schemas import MAX_MEMORY_CHARS
 from app.runtime import Runtime
 from tests.conftest import ADMIN_KEY, TenantKeys, add, new_tenant, table_counts
 from tests.fakes.provider_server import FakeProviderServer

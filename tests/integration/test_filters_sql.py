@@ -15,8 +15,8 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
+from app.core.filters import compile_filters
 from app.db.dsn import with_database
-from app.memories.filters import compile_filters
 
 ALL_IDS = frozenset(range(1, 9))
 

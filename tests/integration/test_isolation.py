@@ -17,6 +17,8 @@ import pytest_asyncio
 
 from app.auth.scope import Owner
 from app.auth.tokens import mint_api_key
+from app.core.filters import NO_FILTER
+from app.core.linking import repo as linking_repo
 from app.db.pools import init_connection
 from app.entities import repo as entities_repo
 from app.memories import repo
@@ -544,7 +546,7 @@ async def test_repository_never_crosses_owners_even_when_asked_directly(client, 
         assert await repo.find_by_id_for_owner(conn, alice_id, Owner(agent_id="helper")) is None
         assert await repo.find_live_by_hash(conn, bob, stored["hash"]) is None
         assert await repo.history_for_owner(conn, alice_id, bob) == []
-        assert await entities_repo.for_memory(conn, alice_id, bob) == []
+        assert await linking_repo.for_memory(conn, alice_id, bob) == []
         assert await entities_repo.find_for_owner(conn, entity_id, bob) is None
         bob_entities, _ = await entities_repo.list_for_owner(conn, bob, entity_type=None, limit=100, offset=0)
         assert entity_id not in {e["id"] for e in bob_entities}
@@ -556,10 +558,10 @@ async def test_repository_never_crosses_owners_even_when_asked_directly(client, 
             assert await repo.soft_delete(conn, alice_id, bob) is None
             assert await entities_repo.delete_for_owner(conn, entity_id, bob) is False
             rows, total = await repo.list_for_owner(
-                conn, bob, filter_sql="TRUE", filter_params=[], include_expired=True, limit=50, offset=0
+                conn, bob, filters=NO_FILTER, include_expired=True, limit=50, offset=0
             )
             assert ([str(r["id"]) for r in rows], total) == ([s.bob_id], 1)
-            swept = await repo.soft_delete_matching(conn, bob, filter_sql="TRUE", filter_params=[])
+            swept = await repo.soft_delete_matching(conn, bob, filters=NO_FILTER)
             assert [str(r["id"]) for r in swept] == [s.bob_id]
             stats = await repo.stats_for_owner(conn, bob, top_users=False)
             assert stats["memories"] == 0
@@ -577,7 +579,7 @@ async def test_repository_never_crosses_owners_even_when_asked_directly(client, 
     try:
         await init_connection(conn)
         assert [h["event"] for h in await repo.history_for_owner(conn, alice_id, alice)] == ["ADD"]
-        assert s.entity_id in {str(e["id"]) for e in await entities_repo.for_memory(conn, alice_id, alice)}
+        assert s.entity_id in {str(e["id"]) for e in await linking_repo.for_memory(conn, alice_id, alice)}
         assert await entities_repo.find_for_owner(conn, entity_id, alice) is not None
         async with conn.transaction():
             assert await repo.soft_delete(conn, alice_id, alice) is not None

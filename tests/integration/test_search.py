@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 import pytest_asyncio
 
+from app.core.retrieval.service import W_ENTITY, W_KEYWORD, W_SEMANTIC
 from app.runtime import Runtime
-from app.search.service import W_ENTITY, W_KEYWORD, W_SEMANTIC
 from tests.conftest import DIMS, TenantKeys, new_tenant, tenant_conn
 from tests.fakes.provider_server import FakeProviderServer, fake_embedding
 

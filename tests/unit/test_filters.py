@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from app.core.filters import MAX_CONDITIONS, MAX_DEPTH, MAX_LIST_ITEMS, compile_filters
 from app.errors import InvalidFilter
-from app.memories.filters import MAX_CONDITIONS, MAX_DEPTH, MAX_LIST_ITEMS, compile_filters
 
 
 def rejection(filters: Any) -> InvalidFilter:

@@ -1,4 +1,4 @@
-"""The fusion formula of app/search/service.py and the query-side text processing of keywords.py."""
+"""The fusion formula of app/core/retrieval/service.py and the query-side text processing of app/text.py."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from app.search.keywords import MAX_TERMS, KeywordQuery, keyword_query, light_stem, query_phrases
-from app.search.service import W_ENTITY, W_KEYWORD, W_SEMANTIC, fuse
+from app.core.retrieval.service import W_ENTITY, W_KEYWORD, W_SEMANTIC, fuse
+from app.text import MAX_TERMS, KeywordQuery, keyword_query, light_stem, query_phrases
 
 ALL = {"semantic", "keyword", "entity"}
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -176,13 +176,13 @@ def test_query_phrases_are_bounded() -> None:
 
 
 def test_the_configured_signals_are_the_default_and_a_request_may_name_its_own() -> None:
-    from app.search.service import _signals
+    from app.search.service import effective_signals
 
     every = ("semantic", "keyword", "entity")
-    assert _signals(None, every, entity_enabled=True) == {"semantic", "keyword", "entity"}
-    assert _signals(None, every, entity_enabled=False) == {"semantic", "keyword"}
-    assert _signals(None, ("semantic",), entity_enabled=True) == {"semantic"}
-    assert _signals(["keyword"], ("semantic",), entity_enabled=True) == {"keyword"}
+    assert effective_signals(None, every, entity_enabled=True) == {"semantic", "keyword", "entity"}
+    assert effective_signals(None, every, entity_enabled=False) == {"semantic", "keyword"}
+    assert effective_signals(None, ("semantic",), entity_enabled=True) == {"semantic"}
+    assert effective_signals(["keyword"], ("semantic",), entity_enabled=True) == {"keyword"}
 
 
 def test_search_signals_setting_parses_from_the_environment_and_refuses_unknown_names() -> None:

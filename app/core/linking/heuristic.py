@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from app.search.keywords import STOP_WORDS
+from app.text import STOP_WORDS
 
 ENTITY_TYPES = ("person", "place", "organization", "product", "event", "date", "other")
 MAX_ENTITIES_PER_TEXT = 12

@@ -1,4 +1,9 @@
-"""Authentication declared once, as Litestar dependencies and guards."""
+"""Request dependencies, declared once for the whole app: the auth scope, the request's
+transaction, the memory services' context, and the platform admin guard.
+
+Feature routes name these parameters (`auth`, `db`, `deps`, `platform`) and never import
+this module: `create_app` registers the providers, so features stay independent.
+"""
 
 from __future__ import annotations
 
@@ -11,16 +16,18 @@ import jwt
 import structlog
 from litestar import Request
 from litestar.connection import ASGIConnection
+from litestar.di import Provide
 from litestar.handlers.base import BaseRouteHandler
 
 from app.auth.scope import MAX_ID_LENGTH, MemoryAuthScope
 from app.auth.tokens import USER_ROLE, unverified_ref, verify_api_key, verify_user_token
+from app.core.context import MemoryDeps
 from app.db.session import TenantSession
 from app.errors import Conflict, Forbidden, Unauthorized
 from app.http.middleware import TENANT_SCOPE_KEY
-from app.memories.deps import MemoryDeps
 from app.runtime import Runtime
 from app.tenancy.models import Tenant
+from app.tenancy.service import Platform
 
 log = structlog.get_logger(__name__)
 
@@ -111,7 +118,11 @@ async def provide_deps(request: Request[Any, Any, Any], auth: MemoryAuthScope) -
     runtime = runtime_of(request)
     tenant = await runtime.platform.find_tenant(auth.tenant_ref)
     assert tenant is not None and tenant.embedding_dims is not None
-    return runtime.memory_deps(tenant.embedding_dims, tenant.fts_config or "simple")
+    return runtime.memory_deps(tenant.ref, tenant.embedding_dims, tenant.fts_config or "simple")
+
+
+async def provide_platform(request: Request[Any, Any, Any]) -> Platform:
+    return runtime_of(request).platform
 
 
 def admin_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
@@ -121,3 +132,13 @@ def admin_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHand
         raise Unauthorized(
             "Admin endpoints need 'Authorization: Bearer <platform admin key>'.", code="invalid_admin_key"
         )
+
+
+def app_dependencies() -> dict[str, Provide]:
+    """What `create_app` registers for every route that names these parameters."""
+    return {
+        "auth": Provide(provide_scope),
+        "db": Provide(provide_db),
+        "deps": Provide(provide_deps),
+        "platform": Provide(provide_platform),
+    }

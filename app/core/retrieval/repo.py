@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import asyncpg
 import numpy as np
 
 from app.auth.scope import Owner
-from app.memories.repo import LIVE, MEMORY_COLUMNS, _shift, owner_clause, visibility
+from app.core.filters import MemoryFilter
+from app.db.sql import LIVE, MEMORY_COLUMNS, owner_clause, visibility
 
 # BM25 constants (Robertson/Sparck Jones defaults).
 BM25_K1 = 1.2
@@ -57,8 +57,7 @@ async def hybrid_candidates(
     tsquery: str | None,
     phrases: Sequence[str],
     limits: SignalLimits,
-    filter_sql: str,
-    filter_params: Sequence[Any],
+    filters: MemoryFilter,
     include_expired: bool,
     exact: bool,
 ) -> list[asyncpg.Record]:
@@ -70,9 +69,8 @@ async def hybrid_candidates(
     fixed = 7
     owner_sql = owner_clause(owner, fixed + 1)
     ent_owner = owner_clause(owner, fixed + 1, alias="e")
-    n_owner = len(owner_sql.params)
-    filters = _shift(filter_sql, fixed + n_owner)
-    where = f"{owner_sql.sql} AND {visibility(include_expired)} AND ({filters})"
+    compiled = filters.compile(owner_sql.next_param(fixed + 1))
+    where = f"{owner_sql.sql} AND {visibility(include_expired)} AND ({compiled.sql})"
     if not exact:
         owned = _INDEXED_OWNED.format(where=where, ent_owner=ent_owner.sql)
         await conn.execute(f"SET LOCAL hnsw.ef_search = {max(100, min(1000, 8 * limits.dense))}")
@@ -98,7 +96,7 @@ async def hybrid_candidates(
             limits.keyword,
             limits.entity,
             *owner_sql.params,
-            *filter_params,
+            *compiled.params,
         )
     )
 

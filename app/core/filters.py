@@ -35,17 +35,16 @@ from decimal import Decimal
 from typing import Any
 
 from app.auth.scope import MemoryAuthScope
+from app.core.schemas import MEMORY_TYPES, normalise_memory_type
+from app.db.sql import OWNER_FIELDS
 from app.errors import InvalidFilter
-from app.memories.schemas import normalise_memory_type
 
 MAX_DEPTH = 8
 MAX_CONDITIONS = 64
 MAX_LIST_ITEMS = 1000
 
 LOGICAL_KEYS = frozenset({"AND", "OR", "NOT"})
-OWNER_FIELDS = ("user_id", "agent_id", "run_id")
 TIMESTAMP_FIELDS = ("created_at", "updated_at")
-MEMORY_TYPES = frozenset({"LONG_TERM", "SHORT_TERM", "EPISODIC", "SEMANTIC", "PROCEDURAL"})
 OPERATORS = frozenset({"eq", "ne", "in", "nin", "gt", "gte", "lt", "lte", "contains", "icontains", "*"})
 RANGE_OPERATORS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 
@@ -397,19 +396,32 @@ def _parse_timestamp(value: Any, path: str) -> datetime:
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
-def compile_scoped_filters(
-    scope: MemoryAuthScope, filters: dict[str, Any] | None, memory_type: str | None
-) -> tuple[str, list[Any]]:
-    """The caller's filters (plus memory_type) as SQL from $1; a user may not name another user."""
+@dataclass(frozen=True)
+class MemoryFilter:
+    """A caller's filter object (plus memory_type), checked once and compiled where it is used.
+
+    Repositories compile it at the position its first parameter takes in their statement,
+    so no SQL text is ever renumbered.
+    """
+
+    tree: Mapping[str, Any] | None = None
+
+    def compile(self, first_param: int) -> CompiledFilter:
+        return compile_filters(self.tree, first_param=first_param)
+
+
+NO_FILTER = MemoryFilter()
+
+
+def scoped_filter(scope: MemoryAuthScope, filters: Any, memory_type: str | None) -> MemoryFilter:
+    """The caller's filters (plus memory_type), validated; a user may not name another user."""
     if filters is not None and not isinstance(filters, dict):
         raise InvalidFilter("Filters must be a JSON object.", details={"path": "filters"})
     combined: dict[str, Any] = dict(filters or {})
     if memory_type is not None:
-        combined = (
-            {"AND": [combined, {"memory_type": normalise_memory_type(memory_type)}]}
-            if combined
-            else {"memory_type": normalise_memory_type(memory_type)}
-        )
-    compiled = compile_filters(combined or None, first_param=1)
+        typed = {"memory_type": normalise_memory_type(memory_type)}
+        combined = {"AND": [combined, typed]} if combined else typed
+    tree = combined or None
+    compiled = compile_filters(tree, first_param=1)
     scope.check_named_users(compiled.owner_values.get("user_id", set()))
-    return compiled.sql, list(compiled.params)
+    return MemoryFilter(tree)

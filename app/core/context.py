@@ -1,0 +1,52 @@
+"""What the memory services need besides the request: providers, settings, tenant facts, caches."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from app.core.config import EffectiveConfig
+from app.core.repo import read_config
+from app.core.retrieval.caches import RetrievalCaches
+from app.db.session import TenantSession
+from app.errors import ProviderError
+from app.providers.chat import ChatProvider
+from app.providers.embeddings import Embedder, QueryEmbeddingCache
+from app.settings import MemSettings
+
+
+@dataclass
+class MemoryDeps:
+    """Built once per request by the HTTP layer (or a job), from the process-wide runtime."""
+
+    settings: MemSettings
+    embedder: Embedder
+    query_cache: QueryEmbeddingCache
+    caches: RetrievalCaches
+    tenant_ref: str
+    tenant_dims: int
+    fts_config: str = "simple"
+    chat: ChatProvider | None = None
+    _config: EffectiveConfig | None = field(default=None, init=False, repr=False)
+
+    @property
+    def chat_available(self) -> bool:
+        return self.chat is not None
+
+    def check_dimensions(self) -> None:
+        if self.embedder.dimensions != self.tenant_dims:
+            raise ProviderError(
+                f"The embedding provider gives {self.embedder.dimensions} dimensions but this tenant "
+                f"stores {self.tenant_dims}.",
+                code="embedding_dimension_mismatch",
+            )
+
+    async def config(self, db: TenantSession) -> EffectiveConfig:
+        """The tenant's effective settings, read once per request inside its transaction."""
+        if self._config is None:
+            row = await read_config(await db.connection())
+            self._config = EffectiveConfig.resolve(self.settings, dict(row["settings"]) if row else {})
+        return self._config
+
+    def forget_config(self) -> None:
+        """After PUT /config, so the rest of the request sees the new values."""
+        self._config = None

@@ -1,0 +1,23 @@
+"""SQL for mem.config: the tenant's one row of memory settings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+
+async def read_config(conn: asyncpg.Connection) -> asyncpg.Record:
+    row: asyncpg.Record = await conn.fetchrow(
+        "SELECT embedding_dims, fts_config, settings, updated_at FROM mem.config"
+    )
+    return row
+
+
+async def write_config(conn: asyncpg.Connection, settings: dict[str, Any]) -> asyncpg.Record:
+    row: asyncpg.Record = await conn.fetchrow(
+        """UPDATE mem.config SET settings = $1, updated_at = now()
+           RETURNING embedding_dims, fts_config, settings, updated_at""",
+        settings,
+    )
+    return row
