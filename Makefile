@@ -30,8 +30,7 @@ status: setup ## Print the API URL and demo keys as JSON
 	@$(BIN)/python -m app status --json
 
 .PHONY: test
-test: setup ## Check the layering and run every test against a real PostgreSQL with pgvector
-	$(BIN)/lint-imports
+test: lint ## The full gate: lint (ruff, format, mypy --strict, import contracts), then every test
 	$(BIN)/python -m pytest -q
 
 .PHONY: bench
@@ -39,7 +38,7 @@ bench: setup ## Benchmarks: LoCoMo recall and search latency (writes bench/resul
 	$(BIN)/python -m bench
 
 .PHONY: lint
-lint: setup ## ruff, mypy and the import contracts
+lint: setup ## ruff (with complexity rules), the format check, mypy --strict and the import contracts
 	$(BIN)/ruff check app tests
 	$(BIN)/ruff format --check app tests
 	$(BIN)/mypy

@@ -265,7 +265,14 @@ def load_settings(environ: Mapping[str, str] | None = None, config_dir: Path | N
 
 
 def validate(settings: Settings) -> None:
-    mem = settings.mem
+    _validate_mem(settings.mem)
+    if not 1 <= settings.port <= 65535:
+        raise SettingsError(f"server.port (PORT) must be between 1 and 65535, not {settings.port}")
+    if settings.log_format not in ("json", "console", "auto"):
+        raise SettingsError("log.format must be json, console or auto")
+
+
+def _validate_mem(mem: MemSettings) -> None:
     if mem.chat_provider not in CHAT_PROVIDERS:
         raise SettingsError(
             f"nubase.mem.chat-provider must be one of {CHAT_PROVIDERS}, not {mem.chat_provider!r}"
@@ -289,7 +296,3 @@ def validate(settings: Settings) -> None:
         raise SettingsError(f"nubase.mem.search.fts-config {mem.search_fts_config!r} is not a valid name")
     if not 1 <= mem.search_default_top_k <= mem.search_max_top_k:
         raise SettingsError("nubase.mem.search.default-top-k must be between 1 and max-top-k")
-    if not 1 <= settings.port <= 65535:
-        raise SettingsError(f"server.port (PORT) must be between 1 and 65535, not {settings.port}")
-    if settings.log_format not in ("json", "console", "auto"):
-        raise SettingsError("log.format must be json, console or auto")

