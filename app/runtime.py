@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+from app.auth.jwks import JwksKeys
 from app.db.embedded import EmbeddedPostgres
 from app.db.pools import TenantPools
 from app.memories.deps import MemoryDeps
@@ -20,9 +21,9 @@ class Runtime:
     pools: TenantPools
     embedder: Embedder
     query_cache: QueryEmbeddingCache
+    jwks: JwksKeys
     embedded: EmbeddedPostgres | None = None
     chat: Any = None  # ChatProvider | None
-    jwks_clients: dict[str, Any] = field(default_factory=dict)
 
     def memory_deps(self, tenant_dims: int, fts_config: str) -> MemoryDeps:
         return MemoryDeps(
