@@ -75,7 +75,7 @@ class MemSchemas:
         # Dimensions and text-search config are fixed the first time; later runs keep them.
         dims = tenant.embedding_dims or self._settings.embedding_dimensions
         fts_config = tenant.fts_config or self._settings.search_fts_config
-        if not re.match(FTS_CONFIG_PATTERN, fts_config):
+        if not re.fullmatch(FTS_CONFIG_PATTERN, fts_config):
             raise InvalidFtsConfig(f"{fts_config!r} is not a text-search configuration name.")
         return MemSchemaParams(
             owner_role=tenant.owner_role, app_role=tenant.app_role, dims=int(dims), fts_config=fts_config

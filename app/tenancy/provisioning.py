@@ -36,7 +36,7 @@ def new_tenant(
     if not 1 <= len(name) <= 200:
         raise InvalidTenant("A tenant name must have 1 to 200 characters.", code="invalid_tenant_name")
     ref = ref or _random_ref()
-    if not REF_PATTERN.match(ref):
+    if not REF_PATTERN.fullmatch(ref):
         raise InvalidTenant(
             "A tenant ref has 3 to 40 lowercase letters and digits, starting with a letter.",
             code="invalid_tenant_ref",

@@ -24,7 +24,7 @@ class TenantRegistry:
     async def find(self, ref: str) -> Tenant | None:
         # The ref may come from a key whose signature is not checked yet: only well-formed refs
         # are looked up, and only hits are cached, so made-up refs cannot grow the cache.
-        if not REF_PATTERN.match(ref):
+        if not REF_PATTERN.fullmatch(ref):
             return None
         cached = self._cache.get(ref)
         if cached is not None and time.monotonic() - cached[1] < self._cache_seconds:

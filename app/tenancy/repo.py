@@ -28,14 +28,13 @@ _COLUMNS = """ref, name, db_url, db_name, owner_role, app_role, app_role_passwor
 
 
 def quote_ident(name: str) -> str:
-    """Double-quote a database or role name after checking it against ^[a-z_][a-z0-9_]{0,62}$."""
-    if not _IDENT.match(name):
+    """Double-quote a database or role name after checking it against ^[a-z_][a-z0-9_]{0,62}$.
+
+    fullmatch, not match: with match, `$` also accepts a trailing newline.
+    """
+    if not _IDENT.fullmatch(name):
         raise ValueError(f"{name!r} is not a safe SQL identifier")
     return f'"{name}"'
-
-
-def is_safe_ident(name: str) -> bool:
-    return bool(_IDENT.match(name))
 
 
 def _tenant(row: asyncpg.Record) -> Tenant:
@@ -150,7 +149,7 @@ async def create_roles(
     conn: asyncpg.Connection, *, owner_role: str, app_role: str, app_password: str
 ) -> None:
     owner, app = quote_ident(owner_role), quote_ident(app_role)
-    if not _PASSWORD.match(app_password):
+    if not _PASSWORD.fullmatch(app_password):
         raise ValueError("a role password must be generated hex")
     if not await role_exists(conn, owner_role):
         await conn.execute(f"CREATE ROLE {owner} NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE")
@@ -192,7 +191,7 @@ def mem_placeholders(params: MemSchemaParams) -> dict[str, str]:
     if not 1 <= params.dims <= 16000:
         raise ValueError(f"{params.dims!r} is not a vector dimension count")
     # Inlined as a string literal ('{{fts_config}}'::regconfig): the pattern admits no quote.
-    if not re.match(FTS_CONFIG_PATTERN, params.fts_config):
+    if not re.fullmatch(FTS_CONFIG_PATTERN, params.fts_config):
         raise ValueError(f"{params.fts_config!r} is not a text-search configuration name")
     return {
         "dims": str(int(params.dims)),
