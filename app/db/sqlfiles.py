@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SQL_DIR = Path(__file__).resolve().parent.parent.parent / "sql"
-_NUMBERED = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
+_NUMBERED = re.compile(r"^(\d{3})_.+\.sql$")
 _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 
 
