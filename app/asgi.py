@@ -12,6 +12,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
+from app.auth.jwks import JwksKeys
 from app.db.embedded import start_embedded
 from app.db.pools import TenantPools
 from app.entities.routes import EntityController
@@ -57,7 +58,14 @@ async def build_runtime(settings: Settings) -> Runtime:
         embedder, size=settings.mem.embedding_cache_size, ttl_seconds=settings.mem.embedding_cache_ttl_seconds
     )
     return Runtime(
-        settings, platform, pools, embedder, cache, embedded, chat=build_chat_provider(settings.mem)
+        settings,
+        platform,
+        pools,
+        embedder,
+        cache,
+        jwks=JwksKeys(),
+        embedded=embedded,
+        chat=build_chat_provider(settings.mem),
     )
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
+from app.auth.jwks import JwksKeys
 from app.core.context import MemoryDeps
 from app.core.retrieval.caches import RetrievalCaches
 from app.db.embedded import EmbeddedPostgres
@@ -22,9 +22,9 @@ class Runtime:
     pools: TenantPools
     embedder: Embedder
     query_cache: QueryEmbeddingCache
+    jwks: JwksKeys
     embedded: EmbeddedPostgres | None = None
     chat: ChatProvider | None = None
-    jwks_clients: dict[str, Any] = field(default_factory=dict)
     retrieval_caches: RetrievalCaches = field(default_factory=RetrievalCaches)
 
     def memory_deps(self, tenant_ref: str, tenant_dims: int, fts_config: str) -> MemoryDeps:

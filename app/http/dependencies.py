@@ -7,12 +7,10 @@ this module: `create_app` registers the providers, so features stay independent.
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 from collections.abc import AsyncGenerator
 from typing import Any
 
-import jwt
 import structlog
 from litestar import Request
 from litestar.connection import ASGIConnection
@@ -26,7 +24,6 @@ from app.db.session import TenantSession
 from app.errors import Conflict, Forbidden, Unauthorized
 from app.http.middleware import TENANT_SCOPE_KEY
 from app.runtime import Runtime
-from app.tenancy.models import Tenant
 from app.tenancy.service import Platform
 
 log = structlog.get_logger(__name__)
@@ -41,20 +38,6 @@ def _bearer(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
     value = connection.headers.get("authorization", "")
     scheme, _, token = value.partition(" ")
     return token.strip() or None if scheme.lower() == "bearer" else None
-
-
-async def _jwks(runtime: Runtime, tenant: Tenant) -> jwt.PyJWKSet | None:
-    inline = runtime.platform.jwks_for(tenant)
-    if inline is not None or not tenant.jwks_url:
-        return inline
-    client = runtime.jwks_clients.get(tenant.ref)
-    if client is None:
-        client = jwt.PyJWKClient(tenant.jwks_url, cache_jwk_set=True, lifespan=300, timeout=5)
-        runtime.jwks_clients[tenant.ref] = client
-    try:
-        return await asyncio.to_thread(client.get_jwk_set)
-    except jwt.PyJWKClientError as exc:
-        raise Unauthorized("The tenant's JWKS could not be fetched.", code="jwks_unavailable") from exc
 
 
 async def provide_scope(request: Request[Any, Any, Any]) -> MemoryAuthScope:
@@ -88,7 +71,8 @@ async def provide_scope(request: Request[Any, Any, Any]) -> MemoryAuthScope:
             "'Authorization: Bearer <jwt>', or use the service_role key from your backend.",
             code="anonymous_not_allowed",
         )
-    claims = verify_user_token(token, secret=tenant.jwt_secret, jwks=await _jwks(runtime, tenant))
+    jwks = await runtime.jwks.for_tenant(tenant.ref, jwks=tenant.jwks, jwks_url=tenant.jwks_url)
+    claims = verify_user_token(token, secret=tenant.jwt_secret, jwks=jwks)
     if len(claims.sub) > MAX_ID_LENGTH:
         raise Unauthorized(
             f"The token's subject is longer than {MAX_ID_LENGTH} characters.", code="invalid_token"

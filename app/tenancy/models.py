@@ -46,3 +46,55 @@ class Tenant:
             "mem_schema_version": self.mem_schema_version,
             "created_at": self.created_at.isoformat(),
         }
+
+
+@dataclass(frozen=True)
+class NewTenant:
+    """A tenant about to be created: validated, with its secret, role password and keys generated."""
+
+    ref: str
+    name: str
+    db_name: str
+    owner_role: str
+    app_role: str
+    app_role_password: str
+    jwt_secret: str
+    jwks_url: str | None
+    jwks: dict[str, Any] | None
+    anon_key: str
+    service_role_key: str
+
+
+@dataclass(frozen=True)
+class MemSchemaParams:
+    """What the mem migrations of one tenant are rendered with; fixed at the tenant's first init."""
+
+    owner_role: str
+    app_role: str
+    dims: int
+    fts_config: str
+
+
+@dataclass(frozen=True)
+class MigrationOutcome:
+    version: int
+    applied: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SchemaInitResult:
+    ref: str
+    status: str
+    schema_version: int | None = None
+    applied: tuple[str, ...] = ()
+    message: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        # `applied` and `message` appear only when they say something, so a re-run that
+        # changes nothing answers exactly as before this field existed.
+        out: dict[str, Any] = {"ref": self.ref, "status": self.status, "schema_version": self.schema_version}
+        if self.applied:
+            out["applied"] = list(self.applied)
+        if self.message:
+            out["message"] = self.message
+        return out

@@ -1,8 +1,9 @@
--- The per-tenant memory store (schema mem). Re-runnable: tenant init and the admin
--- backfill endpoint apply it to new and old tenants alike. Runs as the tenant's owner
--- role; request traffic uses {{app_role}}, which owns nothing here and gets only the
--- grants below, so row-level security can later become a third isolation layer.
--- {{dims}} and {{fts_config}} are fixed at init and substituted after validation.
+-- The per-tenant memory store (schema mem), version 1. Applied once per tenant database by
+-- the mem migration runner (app/tenancy/migrations.py), as the tenant's owner role. Written
+-- idempotently all the same: tenants created before the runner existed ran it on every init.
+-- Request traffic uses the app role, which owns nothing here; its grants live in grants.sql,
+-- re-applied after every migration run, so row-level security can later become a third
+-- isolation layer. {{dims}} and {{fts_config}} are fixed at init and substituted after validation.
 CREATE SCHEMA IF NOT EXISTS mem;
 
 CREATE TABLE IF NOT EXISTS mem.schema_migrations (
@@ -131,15 +132,3 @@ BEGIN
 END;
 $$;
 REVOKE ALL ON FUNCTION mem.reset() FROM PUBLIC;
-
-REVOKE ALL ON ALL TABLES IN SCHEMA mem FROM {{app_role}};
-GRANT USAGE ON SCHEMA mem TO {{app_role}};
-GRANT SELECT, INSERT, UPDATE, DELETE ON mem.memories, mem.entities, mem.entity_links, mem.session_messages
-    TO {{app_role}};
-GRANT SELECT, INSERT ON mem.memory_history TO {{app_role}};
-GRANT SELECT, UPDATE ON mem.config TO {{app_role}};
-GRANT SELECT ON mem.schema_migrations TO {{app_role}};
-GRANT USAGE ON ALL SEQUENCES IN SCHEMA mem TO {{app_role}};
-GRANT EXECUTE ON FUNCTION mem.reset() TO {{app_role}};
-
-INSERT INTO mem.schema_migrations (version) VALUES (1) ON CONFLICT DO NOTHING;

@@ -290,7 +290,9 @@ async def test_a_tenant_created_while_disabled_gets_its_mem_schema_from_the_init
     init = await client.post(f"/auth/v1/admin/init/mem-schema?dbKey={ref}", headers=ADMIN)
 
     assert init.status_code == 200, init.text
-    assert init.json() == {"tenants": [{"ref": ref, "status": "ok", "schema_version": 1}]}
+    assert init.json() == {
+        "tenants": [{"ref": ref, "status": "ok", "schema_version": 1, "applied": ["001_mem_schema.sql"]}]
+    }
     assert await runtime.platform.fingerprint(ref) == await runtime.platform.fingerprint(tenant.ref)
     item = await add(client, service, "backfilled tenants work", user_id="alice")
     listed = await client.get("/mem/v1/memories", params={"user_id": "alice"}, headers=service)

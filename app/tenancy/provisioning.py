@@ -1,0 +1,124 @@
+"""Creating a tenant: its registry row, roles, database and keys, all removed again if a step fails."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import jwt
+import structlog
+
+from app.auth.tokens import mint_api_key
+from app.tenancy import repo
+from app.tenancy.control import ControlPlane
+from app.tenancy.errors import InvalidTenant, TenantExists
+from app.tenancy.models import REF_PATTERN, NewTenant
+
+log = structlog.get_logger(__name__)
+
+AfterDatabase = Callable[[str], Awaitable[object]]
+
+
+def new_tenant(
+    name: str,
+    *,
+    ref: str | None = None,
+    jwt_secret: str | None = None,
+    jwks_url: str | None = None,
+    jwks: dict[str, Any] | None = None,
+) -> NewTenant:
+    """Validate a create request and generate what the caller did not give: ref, secret, keys."""
+    name = name.strip()
+    if not 1 <= len(name) <= 200:
+        raise InvalidTenant("A tenant name must have 1 to 200 characters.", code="invalid_tenant_name")
+    ref = ref or _random_ref()
+    if not REF_PATTERN.fullmatch(ref):
+        raise InvalidTenant(
+            "A tenant ref has 3 to 40 lowercase letters and digits, starting with a letter.",
+            code="invalid_tenant_ref",
+        )
+    if jwks is not None:
+        try:
+            jwt.PyJWKSet.from_dict(jwks)
+        except jwt.PyJWTError as exc:
+            raise InvalidTenant(f"The JWKS is not valid: {exc}", code="invalid_jwks") from exc
+    secret = jwt_secret or secrets.token_urlsafe(48)
+    if len(secret) < 32:
+        raise InvalidTenant("A JWT secret needs at least 32 characters.", code="weak_jwt_secret")
+    issued_at = int(time.time())
+    return NewTenant(
+        ref=ref,
+        name=name,
+        db_name=f"mem_{ref}",
+        owner_role=f"mem_owner_{ref}",
+        app_role=f"mem_app_{ref}",
+        app_role_password=secrets.token_hex(24),
+        jwt_secret=secret,
+        jwks_url=jwks_url,
+        jwks=jwks,
+        anon_key=mint_api_key(secret, ref, "anon", issued_at=issued_at),
+        service_role_key=mint_api_key(secret, ref, "service_role", issued_at=issued_at),
+    )
+
+
+def _random_ref() -> str:
+    alphabet = "abcdefghijklmnopqrstuvwxyz"
+    return "".join(secrets.choice(alphabet) for _ in range(20))
+
+
+class Provisioner:
+    def __init__(self, control: ControlPlane) -> None:
+        self._control = control
+        self._lock = asyncio.Lock()
+
+    async def create(self, new: NewTenant, *, after_database: AfterDatabase | None = None) -> None:
+        """Register, provision, run after_database(ref) (the mem schema), then mark the tenant active."""
+        async with self._lock:
+            await self._register(new)
+            try:
+                await self._create_roles_and_database(new)
+                if after_database is not None:
+                    await after_database(new.ref)
+                async with self._control.pool.acquire() as conn:
+                    await repo.set_tenant_status(conn, new.ref, "active")
+            except BaseException:
+                log.exception("tenant_create_failed", tenant=new.ref)
+                await self._undo(new)
+                raise
+
+    async def _register(self, new: NewTenant) -> None:
+        async with self._control.pool.acquire() as conn:
+            try:
+                await repo.insert_tenant(conn, new)
+            except asyncpg.UniqueViolationError as exc:
+                raise TenantExists(new.ref) from exc
+
+    async def _create_roles_and_database(self, new: NewTenant) -> None:
+        conn = await self._control.server_connection()
+        try:
+            await repo.create_roles(
+                conn, owner_role=new.owner_role, app_role=new.app_role, app_password=new.app_role_password
+            )
+            await repo.create_database(
+                conn, db_name=new.db_name, owner_role=new.owner_role, app_role=new.app_role
+            )
+        finally:
+            await conn.close()
+
+    async def _undo(self, new: NewTenant) -> None:
+        try:
+            conn = await self._control.server_connection()
+            try:
+                await repo.drop_database_and_roles(
+                    conn, db_name=new.db_name, roles=[new.app_role, new.owner_role]
+                )
+            finally:
+                await conn.close()
+            async with self._control.pool.acquire() as cp:
+                await repo.delete_tenant_row(cp, new.ref)
+        except (OSError, asyncpg.PostgresError):
+            log.exception("tenant_cleanup_failed", tenant=new.ref)

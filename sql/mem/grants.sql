@@ -1,0 +1,17 @@
+-- The app role's complete privilege set on schema mem. Not a numbered migration: the runner
+-- applies it, as the owner role, after the numbered files on every init, so it always
+-- describes the newest schema. Revoke everything first, then grant the list: a table added
+-- by a later migration is unreachable for request traffic until a line here grants it, and a
+-- privilege granted by hand does not survive the next init. No UPDATE or DELETE on history.
+REVOKE ALL ON ALL TABLES IN SCHEMA mem FROM {{app_role}};
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA mem FROM {{app_role}};
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA mem FROM {{app_role}};
+GRANT USAGE ON SCHEMA mem TO {{app_role}};
+GRANT SELECT, INSERT, UPDATE, DELETE ON mem.memories, mem.entities, mem.entity_links, mem.session_messages
+    TO {{app_role}};
+GRANT SELECT, INSERT ON mem.memory_history TO {{app_role}};
+GRANT SELECT, UPDATE ON mem.config TO {{app_role}};
+GRANT SELECT ON mem.schema_migrations TO {{app_role}};
+GRANT USAGE ON ALL SEQUENCES IN SCHEMA mem TO {{app_role}};
+-- reset() is SECURITY DEFINER: the app role empties the store through it, never by TRUNCATE.
+GRANT EXECUTE ON FUNCTION mem.reset() TO {{app_role}};

@@ -1,0 +1,214 @@
+"""Numbered mem migrations: each file applied once per tenant, in order, even with two runners at once."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import secrets
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+import pytest_asyncio
+
+from app.asgi import create_app
+from app.db import sqlfiles
+from app.runtime import Runtime
+from app.settings import Settings
+from app.tenancy.errors import MigrationOutOfOrder
+from app.tenancy.migrations import MemMigrations
+from app.tenancy.models import MemSchemaParams, Tenant
+from app.tenancy.provisioning import new_tenant
+from app.tenancy.service import Platform
+from tests.conftest import ADMIN_KEY, TenantKeys, add, tenant_conn
+
+# Counts its own runs: a second application would leave two rows, not an error.
+PROBE = """-- Test migration: a table that counts how often this file ran, and a new column.
+CREATE TABLE IF NOT EXISTS mem.migration_probe (id int GENERATED ALWAYS AS IDENTITY, dims int NOT NULL);
+INSERT INTO mem.migration_probe (dims) VALUES ({{dims}});
+ALTER TABLE mem.memories ADD COLUMN IF NOT EXISTS importance smallint;
+"""
+
+
+def migrations_dir(tmp_path: Path, extra: dict[str, str]) -> Path:
+    """A copy of sql/mem (001 and the grants) plus the given files."""
+    folder = tmp_path / "mem"
+    folder.mkdir(parents=True)
+    for path in sqlfiles.directory("mem").glob("*.sql"):
+        shutil.copy(path, folder / path.name)
+    for name, text in extra.items():
+        (folder / name).write_text(text)
+    return folder
+
+
+def params_of(tenant: Tenant, dims: int = 384) -> MemSchemaParams:
+    return MemSchemaParams(
+        owner_role=tenant.owner_role,
+        app_role=tenant.app_role,
+        dims=tenant.embedding_dims or dims,
+        fts_config=tenant.fts_config or "simple",
+    )
+
+
+async def run(folder: Path, runtime: Runtime, keys: TenantKeys):
+    conn = await tenant_conn(runtime, keys)
+    try:
+        return await MemMigrations(folder).apply(conn, params_of(keys.tenant))
+    finally:
+        await conn.close()
+
+
+async def versions(runtime: Runtime, keys: TenantKeys) -> list[int]:
+    conn = await tenant_conn(runtime, keys)
+    try:
+        return [
+            r["version"] for r in await conn.fetch("SELECT version FROM mem.schema_migrations ORDER BY 1")
+        ]
+    finally:
+        await conn.close()
+
+
+async def probe_rows(runtime: Runtime, keys: TenantKeys) -> int:
+    conn = await tenant_conn(runtime, keys)
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM mem.migration_probe"))
+    finally:
+        await conn.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def platform_with_002(settings: Settings, tmp_path: Path) -> AsyncIterator[Platform]:
+    """A second platform on the same control plane whose mem migrations include 002_probe.sql."""
+    platform = Platform(
+        settings,
+        settings.database_url or "",
+        mem_migrations=MemMigrations(migrations_dir(tmp_path, {"002_probe.sql": PROBE})),
+    )
+    await platform.start()
+    try:
+        yield platform
+    finally:
+        await platform.stop()
+
+
+async def test_a_new_tenant_is_at_version_1_with_001_recorded(runtime, tenant):
+    assert tenant.tenant.mem_schema_version == 1
+    assert await versions(runtime, tenant) == [1]
+
+
+async def test_a_new_migration_is_applied_once_and_a_second_run_applies_nothing(runtime, tenant, tmp_path):
+    folder = migrations_dir(tmp_path, {"002_probe.sql": PROBE})
+
+    first = await run(folder, runtime, tenant)
+    second = await run(folder, runtime, tenant)
+
+    assert (first.version, first.applied) == (2, ("002_probe.sql",))
+    assert (second.version, second.applied) == (2, ())
+    assert await versions(runtime, tenant) == [1, 2]
+    assert await probe_rows(runtime, tenant) == 1
+    conn = await tenant_conn(runtime, tenant)
+    try:
+        owner = await conn.fetchval("SELECT tableowner FROM pg_tables WHERE tablename = 'migration_probe'")
+        assert owner == tenant.tenant.owner_role
+        column = "SELECT 1 FROM information_schema.columns WHERE table_name = 'memories' AND column_name = $1"
+        assert await conn.fetchval(column, "importance") == 1
+    finally:
+        await conn.close()
+
+
+async def test_after_a_migration_the_request_role_keeps_its_grants_and_gets_no_new_ones(
+    client, runtime, tenant, tmp_path
+):
+    await run(migrations_dir(tmp_path, {"002_probe.sql": PROBE}), runtime, tenant)
+
+    item = await add(client, tenant.service, "still writable after 002")
+
+    assert item["memory"] == "still writable after 002"
+    conn = await tenant_conn(runtime, tenant, as_app_role=True)
+    try:
+        # grants.sql lists what the app role may touch; a table it does not list stays closed.
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await conn.fetch("SELECT * FROM mem.migration_probe")
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await conn.execute("DELETE FROM mem.memory_history")
+    finally:
+        await conn.close()
+
+
+async def test_the_init_endpoint_reports_the_files_it_applied_and_the_new_version(
+    settings, runtime, tenant, platform_with_002
+):
+    app = create_app(settings, runtime=dataclasses.replace(runtime, platform=platform_with_002))
+    url = f"/auth/v1/admin/init/mem-schema?dbKey={tenant.ref}"
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        first = await c.post(url, headers={"authorization": f"Bearer {ADMIN_KEY}"})
+        second = await c.post(url, headers={"authorization": f"Bearer {ADMIN_KEY}"})
+
+    assert first.status_code == 200, first.text
+    assert first.json() == {
+        "tenants": [{"ref": tenant.ref, "status": "ok", "schema_version": 2, "applied": ["002_probe.sql"]}]
+    }
+    assert second.json() == {"tenants": [{"ref": tenant.ref, "status": "ok", "schema_version": 2}]}
+    registered = await platform_with_002.find_tenant(tenant.ref)
+    assert registered is not None and registered.mem_schema_version == 2
+    assert await probe_rows(runtime, tenant) == 1
+
+
+async def test_two_runners_at_once_on_a_bare_tenant_apply_each_file_exactly_once(runtime, tmp_path):
+    slow = "-- Test migration: holds the lock a while so the runners overlap.\nSELECT pg_sleep(0.3);\n"
+    folder = migrations_dir(tmp_path, {"002_probe.sql": PROBE, "003_slow.sql": slow})
+    new = new_tenant("Bare", ref="bare" + secrets.token_hex(6))
+    await runtime.platform.provisioner.create(new)  # a database with no mem schema yet
+    keys = TenantKeys(await runtime.platform.registry.get(new.ref))
+
+    first, second = await asyncio.gather(run(folder, runtime, keys), run(folder, runtime, keys))
+
+    assert sorted(first.applied + second.applied) == ["001_mem_schema.sql", "002_probe.sql", "003_slow.sql"]
+    assert first.version == second.version == 3
+    assert await versions(runtime, keys) == [1, 2, 3]
+    assert await probe_rows(runtime, keys) == 1
+
+
+async def test_a_failing_migration_rolls_back_alone_and_is_applied_once_fixed(runtime, tenant, tmp_path):
+    broken = "ALTER TABLE mem.memories ADD COLUMN half_done int;\nSELECT 1 / 0;\n"
+    bad = migrations_dir(tmp_path / "bad", {"002_probe.sql": PROBE, "003_broken.sql": broken})
+
+    with pytest.raises(asyncpg.DivisionByZeroError):
+        await run(bad, runtime, tenant)
+
+    assert await versions(runtime, tenant) == [1, 2]
+    conn = await tenant_conn(runtime, tenant)
+    try:
+        column = "SELECT 1 FROM information_schema.columns WHERE table_name = 'memories' AND column_name = $1"
+        assert await conn.fetchval(column, "half_done") is None
+    finally:
+        await conn.close()
+    fixed = migrations_dir(
+        tmp_path / "fixed", {"002_probe.sql": PROBE, "003_broken.sql": broken.replace("1 / 0", "1")}
+    )
+    outcome = await run(fixed, runtime, tenant)
+    assert (outcome.version, outcome.applied) == (3, ("003_broken.sql",))
+
+
+async def test_a_migration_numbered_below_an_applied_one_is_refused(runtime, tenant, tmp_path):
+    await run(migrations_dir(tmp_path / "a", {"003_probe.sql": PROBE}), runtime, tenant)
+    late = migrations_dir(tmp_path / "b", {"002_late.sql": "SELECT 1;\n", "003_probe.sql": PROBE})
+
+    with pytest.raises(MigrationOutOfOrder):
+        await run(late, runtime, tenant)
+
+    assert await versions(runtime, tenant) == [1, 3]
+
+
+async def test_a_ref_with_a_trailing_newline_is_a_bad_request_not_a_server_error(client):
+    response = await client.post(
+        "/auth/v1/admin/tenants",
+        json={"name": "Acme", "ref": "acme" + secrets.token_hex(3) + "\n"},
+        headers={"authorization": f"Bearer {ADMIN_KEY}"},
+    )
+
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == "invalid_tenant_ref"
