@@ -39,6 +39,7 @@ class SchemaInitView(msgspec.Struct, omit_defaults=True):
     ref: str
     status: str  # "ok" or "error"
     schema_version: int | None
+    applied: list[str] | UnsetType = UNSET  # the migration files this run applied, when any
     message: str | UnsetType = UNSET  # why it failed
 
 
