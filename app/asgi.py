@@ -21,7 +21,7 @@ from app.health.routes import health, ready
 from app.http.dependencies import admin_guard, app_dependencies
 from app.http.errors import exception_handlers
 from app.http.middleware import RequestContextMiddleware
-from app.http.openapi import SECURITY_SCHEMES
+from app.http.openapi import SECURITY_SCHEMES, StrictStructSchemas
 from app.logging import configure_logging
 from app.memories.routes import MemoryController
 from app.providers.chat import build_chat_provider
@@ -111,6 +111,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litesta
         lifespan=[lifespan],
         middleware=[prometheus.middleware],
         exception_handlers=exception_handlers(),
+        plugins=[StrictStructSchemas()],
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="Memory",

@@ -93,3 +93,10 @@ def test_path_ids_are_documented_as_uuid_strings(document: dict[str, Any]) -> No
     assert ids
     for path, parameter in ids:
         assert parameter["schema"] == {**parameter["schema"], "type": "string", "format": "uuid"}, path
+
+
+def test_request_bodies_say_they_refuse_unknown_fields(document: dict[str, Any]) -> None:
+    schemas = document["components"]["schemas"]
+    for name in ("AddMemoryRequest", "Message", "ContentPart", "SearchRequest", "CreateTenantRequest"):
+        assert schemas[name]["additionalProperties"] is False, name
+    assert "additionalProperties" not in schemas["Memory"]  # responses may grow fields
