@@ -10,6 +10,7 @@ from litestar import Litestar, Router
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.spec import Components
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
 from app.auth.jwks import JwksKeys
@@ -20,6 +21,7 @@ from app.health.routes import health, ready
 from app.http.dependencies import admin_guard, app_dependencies
 from app.http.errors import exception_handlers
 from app.http.middleware import RequestContextMiddleware
+from app.http.openapi import SECURITY_SCHEMES, StrictStructSchemas
 from app.logging import configure_logging
 from app.memories.routes import MemoryController
 from app.providers.chat import build_chat_provider
@@ -109,6 +111,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litesta
         lifespan=[lifespan],
         middleware=[prometheus.middleware],
         exception_handlers=exception_handlers(),
+        plugins=[StrictStructSchemas()],
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="Memory",
@@ -116,6 +119,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litesta
             description="Long-term memory for AI applications: the /mem/v1 API and platform admin.",
             path="/docs",
             render_plugins=[SwaggerRenderPlugin()],
+            components=Components(security_schemes=dict(SECURITY_SCHEMES)),
         ),
         state=State({"runtime": runtime} if runtime is not None else {}),
         debug=False,

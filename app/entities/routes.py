@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-from uuid import UUID
+from typing import Annotated, Any
 
 from litestar import Controller, Request, delete, get
 from litestar.params import Parameter
@@ -16,14 +15,18 @@ from app.db.session import TenantSession
 from app.entities import service
 from app.entities.responses import EntityPage
 from app.http.errors import MEMORY_ROUTE_ERRORS, error_responses
-from app.http.params import owner_ids
+from app.http.openapi import MEMORY_SECURITY
+from app.http.params import id_parameter, owner_ids, parse_id
 
 _BY_ID_ERRORS = error_responses(*MEMORY_ROUTE_ERRORS, 404)
+# A str, parsed in the handler: a malformed id is a 400 invalid_id, not a 404 "no route".
+EntityId = Annotated[str, id_parameter("entity id")]
 
 
 class EntityController(Controller):
     path = "/mem/v1/entities"
     tags = ["entities"]
+    security = MEMORY_SECURITY
 
     @get("/", summary="List an owner's entities", responses=error_responses(*MEMORY_ROUTE_ERRORS))
     async def list_(
@@ -49,15 +52,15 @@ class EntityController(Controller):
             max_page_size=deps.settings.list_max_page_size,
         )
 
-    @get("/{entity_id:uuid}", summary="One entity and the memories linked to it", responses=_BY_ID_ERRORS)
-    async def get_one(self, entity_id: UUID, auth: MemoryAuthScope, db: TenantSession) -> Entity:
-        return await service.get_entity(db, auth, entity_id)
+    @get("/{entity_id:str}", summary="One entity and the memories linked to it", responses=_BY_ID_ERRORS)
+    async def get_one(self, entity_id: EntityId, auth: MemoryAuthScope, db: TenantSession) -> Entity:
+        return await service.get_entity(db, auth, parse_id(entity_id, "entity_id"))
 
     @delete(
-        "/{entity_id:uuid}",
+        "/{entity_id:str}",
         status_code=HTTP_200_OK,
         summary="Delete an entity and its links",
         responses=_BY_ID_ERRORS,
     )
-    async def delete_one(self, entity_id: UUID, auth: MemoryAuthScope, db: TenantSession) -> Deleted:
-        return await service.delete_entity(db, auth, entity_id)
+    async def delete_one(self, entity_id: EntityId, auth: MemoryAuthScope, db: TenantSession) -> Deleted:
+        return await service.delete_entity(db, auth, parse_id(entity_id, "entity_id"))

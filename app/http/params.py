@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from uuid import UUID
 
 from litestar import Request
+from litestar.params import ParameterKwarg
 
 from app.errors import BadRequest, InvalidFilter
 
@@ -40,3 +42,16 @@ def flag(raw: str | None, name: str) -> bool:
     if raw.lower() in ("0", "false", "no"):
         return False
     raise BadRequest(f"{name} must be true or false.", code="invalid_parameter")
+
+
+def parse_id(raw: str, name: str) -> UUID:
+    """A path id: a UUID, or a 400 that says so (not a 404 "no route", which hides the mistake)."""
+    try:
+        return UUID(raw)
+    except ValueError:
+        raise BadRequest(f"{name} must be a UUID.", code="invalid_id", details={"field": name}) from None
+
+
+def id_parameter(name: str) -> ParameterKwarg:
+    """The path parameter as the OpenAPI document shows it: a uuid-format string."""
+    return ParameterKwarg(format="uuid", description=f"The {name}, a UUID.")

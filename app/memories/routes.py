@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-from uuid import UUID
+from typing import Annotated, Any
 
 from litestar import Controller, Request, delete, get, post, put
-from litestar.params import Parameter
+from litestar.openapi.spec import Example
+from litestar.params import Body, Parameter
 from litestar.status_codes import HTTP_200_OK
 
 from app.auth.scope import MemoryAuthScope
@@ -14,32 +14,74 @@ from app.core.context import MemoryDeps
 from app.core.views import Deleted, EntityList, HistoryEntry, Memory
 from app.db.session import TenantSession
 from app.errors import BadRequest, ValidationFailed
-from app.http.bodies import decode_body
+from app.http.bodies import StrictBody, unknown_field
 from app.http.errors import MEMORY_ROUTE_ERRORS, PROVIDER_ERRORS, error_responses
-from app.http.params import flag, json_filters, owner_ids
+from app.http.openapi import MEMORY_SECURITY
+from app.http.params import flag, id_parameter, json_filters, owner_ids, parse_id
 from app.memories import service
 from app.memories.responses import AddResponse, DeletedMany, MemoryConfig, MemoryPage, ResetDone, Stats
-from app.memories.schemas import AddMemoryRequest, UpdateMemoryRequest
+from app.memories.schemas import AddMemoryRequest, ConfigUpdateRequest, UpdateMemoryRequest
 
 _ERRORS = error_responses(*MEMORY_ROUTE_ERRORS)
+# A str, parsed in the handler: a malformed id is a 400 invalid_id, not a 404 "no route".
+MemoryId = Annotated[str, id_parameter("memory id")]
 _BY_ID_ERRORS = error_responses(*MEMORY_ROUTE_ERRORS, 404)
 _BODY_ERRORS = error_responses(*MEMORY_ROUTE_ERRORS, 413)
+
+ADD_EXAMPLES = [
+    Example(
+        summary="A conversation turn, stored as facts the model extracts",
+        value={
+            "messages": [
+                {"role": "user", "content": "I'm vegetarian and allergic to nuts."},
+                {"role": "assistant", "content": "Noted: vegetarian, no nuts."},
+            ],
+            "user_id": "alice",
+            "metadata": {"source": "onboarding"},
+        },
+    ),
+    Example(
+        summary="One sentence stored verbatim (no model call)",
+        value={"messages": "Alice prefers green tea.", "user_id": "alice", "infer": False},
+    ),
+]
+
+
+class ConfigBody(StrictBody[ConfigUpdateRequest]):
+    """`{"settings": {...}}`, or the settings object alone (the older form, still accepted)."""
+
+    def convert(self, parsed: Any) -> ConfigUpdateRequest:
+        if not isinstance(parsed, dict):
+            raise ValidationFailed("The request body must be a JSON object.", code="invalid_body")
+        if "settings" in parsed and len(parsed) > 1:
+            raise unknown_field(next(k for k in parsed if k != "settings"), ["settings"])
+        changes = parsed.get("settings", parsed)
+        if not isinstance(changes, dict):
+            raise ValidationFailed("settings must be a JSON object.", code="invalid_body")
+        return ConfigUpdateRequest(settings=changes)
 
 
 class MemoryController(Controller):
     path = "/mem/v1"
     tags = ["memories"]
+    security = MEMORY_SECURITY
 
     @post(
         "/memories",
         status_code=HTTP_200_OK,
         summary="Add memories from messages",
         responses=error_responses(*MEMORY_ROUTE_ERRORS, 413, *PROVIDER_ERRORS),
+        dto=StrictBody[AddMemoryRequest],
+        return_dto=None,
     )
     async def add(
-        self, data: dict[str, Any], auth: MemoryAuthScope, db: TenantSession, deps: MemoryDeps
+        self,
+        data: Annotated[AddMemoryRequest, Body(examples=ADD_EXAMPLES)],
+        auth: MemoryAuthScope,
+        db: TenantSession,
+        deps: MemoryDeps,
     ) -> AddResponse:
-        return await service.add_memories(db, auth, decode_body(data, AddMemoryRequest), deps)
+        return await service.add_memories(db, auth, data, deps)
 
     @get("/memories", summary="List an owner's memories", responses=_ERRORS)
     async def list_(
@@ -91,49 +133,51 @@ class MemoryController(Controller):
             deps,
         )
 
-    @get("/memories/{memory_id:uuid}", summary="Get one memory", responses=_BY_ID_ERRORS)
-    async def get_one(self, memory_id: UUID, auth: MemoryAuthScope, db: TenantSession) -> Memory:
-        return await service.get_memory(db, auth, memory_id)
+    @get("/memories/{memory_id:str}", summary="Get one memory", responses=_BY_ID_ERRORS)
+    async def get_one(self, memory_id: MemoryId, auth: MemoryAuthScope, db: TenantSession) -> Memory:
+        return await service.get_memory(db, auth, parse_id(memory_id, "memory_id"))
 
     @put(
-        "/memories/{memory_id:uuid}",
+        "/memories/{memory_id:str}",
         summary="Replace a memory's text and/or metadata",
         responses=error_responses(*MEMORY_ROUTE_ERRORS, 404, 413, *PROVIDER_ERRORS),
+        dto=StrictBody[UpdateMemoryRequest],
+        return_dto=None,
     )
     async def update(
         self,
-        memory_id: UUID,
-        data: dict[str, Any],
+        memory_id: MemoryId,
+        data: UpdateMemoryRequest,
         auth: MemoryAuthScope,
         db: TenantSession,
         deps: MemoryDeps,
     ) -> Memory:
-        return await service.update_memory(db, auth, memory_id, decode_body(data, UpdateMemoryRequest), deps)
+        return await service.update_memory(db, auth, parse_id(memory_id, "memory_id"), data, deps)
 
     @delete(
-        "/memories/{memory_id:uuid}",
+        "/memories/{memory_id:str}",
         status_code=HTTP_200_OK,
         summary="Delete one memory",
         responses=_BY_ID_ERRORS,
     )
     async def delete_one(
-        self, memory_id: UUID, auth: MemoryAuthScope, db: TenantSession, deps: MemoryDeps
+        self, memory_id: MemoryId, auth: MemoryAuthScope, db: TenantSession, deps: MemoryDeps
     ) -> Deleted:
-        return await service.delete_memory(db, auth, memory_id, deps)
+        return await service.delete_memory(db, auth, parse_id(memory_id, "memory_id"), deps)
 
     @get(
-        "/memories/{memory_id:uuid}/history",
+        "/memories/{memory_id:str}/history",
         summary="The audit trail of a memory, oldest first",
         responses=_BY_ID_ERRORS,
     )
-    async def history(self, memory_id: UUID, auth: MemoryAuthScope, db: TenantSession) -> list[HistoryEntry]:
-        return await service.memory_history(db, auth, memory_id)
+    async def history(
+        self, memory_id: MemoryId, auth: MemoryAuthScope, db: TenantSession
+    ) -> list[HistoryEntry]:
+        return await service.memory_history(db, auth, parse_id(memory_id, "memory_id"))
 
-    @get(
-        "/memories/{memory_id:uuid}/entities", summary="Entities linked to a memory", responses=_BY_ID_ERRORS
-    )
-    async def entities(self, memory_id: UUID, auth: MemoryAuthScope, db: TenantSession) -> EntityList:
-        return await service.memory_entities(db, auth, memory_id)
+    @get("/memories/{memory_id:str}/entities", summary="Entities linked to a memory", responses=_BY_ID_ERRORS)
+    async def entities(self, memory_id: MemoryId, auth: MemoryAuthScope, db: TenantSession) -> EntityList:
+        return await service.memory_entities(db, auth, parse_id(memory_id, "memory_id"))
 
     @get("/stats", summary="Counts for the caller's scope", responses=_ERRORS)
     async def stats(
@@ -153,14 +197,17 @@ class MemoryController(Controller):
     async def get_config(self, auth: MemoryAuthScope, db: TenantSession, deps: MemoryDeps) -> MemoryConfig:
         return await service.get_config(db, auth, deps)
 
-    @put("/config", summary="Change per-tenant overrides (service_role)", responses=_BODY_ERRORS)
+    @put(
+        "/config",
+        summary="Change per-tenant overrides (service_role)",
+        responses=_BODY_ERRORS,
+        dto=ConfigBody,
+        return_dto=None,
+    )
     async def put_config(
-        self, data: dict[str, Any], auth: MemoryAuthScope, db: TenantSession, deps: MemoryDeps
+        self, data: ConfigUpdateRequest, auth: MemoryAuthScope, db: TenantSession, deps: MemoryDeps
     ) -> MemoryConfig:
-        changes = data.get("settings", data)
-        if not isinstance(changes, dict):
-            raise ValidationFailed("settings must be a JSON object.", code="invalid_body")
-        return await service.put_config(db, auth, changes, deps)
+        return await service.put_config(db, auth, data.settings, deps)
 
     @post(
         "/reset",

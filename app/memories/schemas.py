@@ -7,19 +7,19 @@ from typing import Any
 import msgspec
 
 
-class ContentPart(msgspec.Struct, omit_defaults=True):
+class ContentPart(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True):
     type: str
     text: str | None = None
     image_url: dict[str, Any] | str | None = None
 
 
-class Message(msgspec.Struct, omit_defaults=True):
+class Message(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True):
     role: str
     content: str | list[ContentPart]
     name: str | None = None
 
 
-class AddMemoryRequest(msgspec.Struct, omit_defaults=True):
+class AddMemoryRequest(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True):
     messages: str | list[Message]
     user_id: str | None = None
     agent_id: str | None = None
@@ -30,11 +30,11 @@ class AddMemoryRequest(msgspec.Struct, omit_defaults=True):
     expiration_date: str | None = None
 
 
-class UpdateMemoryRequest(msgspec.Struct, omit_defaults=True):
+class UpdateMemoryRequest(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True):
     text: str | None = None
     memory: str | None = None  # mem0 alias of text
     metadata: dict[str, Any] | None = None
 
 
-class ConfigUpdateRequest(msgspec.Struct):
+class ConfigUpdateRequest(msgspec.Struct, forbid_unknown_fields=True):
     settings: dict[str, Any]

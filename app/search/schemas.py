@@ -7,7 +7,7 @@ from typing import Any
 import msgspec
 
 
-class SearchRequest(msgspec.Struct, omit_defaults=True):
+class SearchRequest(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True):
     query: str
     user_id: str | None = None
     agent_id: str | None = None

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import msgspec
 from litestar import Controller, get, post
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
-from app.http.bodies import decode_body
+from app.http.bodies import StrictBody
 from app.http.errors import error_responses
+from app.http.openapi import ADMIN_SECURITY
 from app.tenancy.responses import CreatedTenant, SchemaInitResults, TenantList
 from app.tenancy.schemas import CreateTenantRequest
 from app.tenancy.service import Platform
@@ -19,6 +18,7 @@ from app.tenancy.service import Platform
 class AdminController(Controller):
     path = "/auth/v1/admin"
     tags = ["admin"]
+    security = ADMIN_SECURITY
     # The platform admin guard is applied where create_app mounts this controller.
 
     @post(
@@ -26,10 +26,11 @@ class AdminController(Controller):
         status_code=HTTP_201_CREATED,
         summary="Create a tenant: database, secret and keys",
         responses=error_responses(400, 401, 409, 413, 422, 500, 503),
+        dto=StrictBody[CreateTenantRequest],
+        return_dto=None,
     )
-    async def create_tenant(self, platform: Platform, data: dict[str, Any]) -> CreatedTenant:
-        body = decode_body(data, CreateTenantRequest)
-        tenant = await platform.create_tenant(body.name, ref=body.ref, jwks_url=body.jwks_url, jwks=body.jwks)
+    async def create_tenant(self, platform: Platform, data: CreateTenantRequest) -> CreatedTenant:
+        tenant = await platform.create_tenant(data.name, ref=data.ref, jwks_url=data.jwks_url, jwks=data.jwks)
         return msgspec.convert(
             {
                 **tenant.public_view(),

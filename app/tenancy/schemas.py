@@ -7,7 +7,7 @@ from typing import Any
 import msgspec
 
 
-class CreateTenantRequest(msgspec.Struct, omit_defaults=True):
+class CreateTenantRequest(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True):
     name: str
     ref: str | None = None
     jwks_url: str | None = None

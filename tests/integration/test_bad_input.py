@@ -206,7 +206,8 @@ CASES = [
     bad("update-text-number", UPDATE, {"text": 5}, code="validation_failed"),
     bad("update-metadata-list", UPDATE, {"metadata": [1]}, code="validation_failed"),
     bad("update-neither-text-nor-metadata", UPDATE, {}, 400, "empty_update"),
-    bad("update-only-unknown-fields", UPDATE, {"colour": "red"}, 400, "empty_update"),
+    # Was empty_update while unknown fields were ignored; a stray field is now named before anything else.
+    bad("update-only-unknown-fields", UPDATE, {"colour": "red"}, 400, "unknown_field"),
     bad("update-blank-text", UPDATE, {"text": "  "}, 400, "empty_text"),
     bad("update-text-and-memory-disagree", UPDATE, {"text": "a", "memory": "b"}, 400, "conflicting_fields"),
     bad("update-text-too-long", UPDATE, {"text": "a" * (MAX_MEMORY_CHARS + 1)}, 400, "text_too_long"),
@@ -323,15 +324,18 @@ CASES = [
         code="invalid_parameter",
     ),
     # ids in the path, unknown routes, wrong methods
-    bad("get-invalid-uuid", f"GET {MEM}/not-a-uuid", status=frozenset({400, 404})),
-    bad("update-invalid-uuid", f"PUT {MEM}/123", {"text": "x"}, frozenset({400, 404})),
+    bad("get-invalid-uuid", f"GET {MEM}/not-a-uuid", status=400, code="invalid_id"),
+    bad("update-invalid-uuid", f"PUT {MEM}/123", {"text": "x"}, 400, "invalid_id"),
     bad(
         "delete-invalid-uuid",
         f"DELETE {MEM}/zzzzzzzz-zzzz-zzzz-zzzz-zzzzzzzzzzzz",
-        status=frozenset({400, 404}),
+        status=400,
+        code="invalid_id",
     ),
-    bad("history-invalid-uuid", f"GET {MEM}/nope/history", status=frozenset({400, 404})),
-    bad("entities-invalid-uuid", f"GET {MEM}/nope/entities", status=frozenset({400, 404})),
+    bad("history-invalid-uuid", f"GET {MEM}/nope/history", status=400, code="invalid_id"),
+    bad("entities-invalid-uuid", f"GET {MEM}/nope/entities", status=400, code="invalid_id"),
+    bad("entity-invalid-uuid", "GET /mem/v1/entities/nope", status=400, code="invalid_id"),
+    bad("delete-entity-invalid-uuid", "DELETE /mem/v1/entities/nope", status=400, code="invalid_id"),
     bad("get-unknown-uuid", f"GET {MEM}/{NO_SUCH_ID}", status=404, code="memory_not_found"),
     bad("update-unknown-uuid", f"PUT {MEM}/{NO_SUCH_ID}", {"text": "x"}, 404, "memory_not_found"),
     bad("delete-unknown-uuid", f"DELETE {MEM}/{NO_SUCH_ID}", status=404, code="memory_not_found"),
@@ -394,6 +398,35 @@ CASES = [
     bad("tenant-name-number", CREATE_TENANT, {"name": 5}, code="validation_failed"),
     bad("tenant-blank-name", CREATE_TENANT, {"name": "  "}, 400, "invalid_tenant_name"),
     bad("tenant-bad-ref", CREATE_TENANT, {"name": "x", "ref": "Bad Ref!"}, 400, "invalid_tenant_ref"),
+    # unknown fields, anywhere in a body: named, never ignored
+    bad("add-misspelt-metadata", ADD, new(metdata={"k": "v"}), 400, "unknown_field"),
+    bad("add-misspelt-user-id-without-owner", ADD, {"messages": "hi", "user_idd": "a"}, 400, "unknown_field"),
+    bad(
+        "add-unknown-message-key",
+        ADD,
+        new(messages=[{"role": "user", "content": "hi", "nmae": "x"}]),
+        400,
+        "unknown_field",
+    ),
+    bad(
+        "add-unknown-content-part-key",
+        ADD,
+        new(messages=[{"role": "user", "content": [{"type": "text", "text": "hi", "colour": "red"}]}]),
+        400,
+        "unknown_field",
+    ),
+    bad("update-misspelt-metadata", UPDATE, {"text": "x", "metadat": {}}, 400, "unknown_field"),
+    bad("search-misspelt-top-k", SEARCH, query(topk=3), 400, "unknown_field"),
+    bad(
+        "config-settings-beside-a-stray-key", PUT_CONFIG, {"settings": {}, "colour": 1}, 400, "unknown_field"
+    ),
+    bad(
+        "tenant-unhonoured-dimensions",
+        CREATE_TENANT,
+        {"name": "Gamma", "embedding_dimensions": 1536},
+        400,
+        "unknown_field",
+    ),
 ]
 
 
