@@ -7,9 +7,11 @@ from dataclasses import dataclass
 from app.db.sql import OWNER_FIELDS
 from app.errors import BadRequest, Forbidden
 
-__all__ = ["MAX_ID_LENGTH", "OWNER_FIELDS", "MemoryAuthScope", "Owner"]
+__all__ = ["MAX_ID_LENGTH", "OWNER_FIELDS", "TENANT_SCOPE", "MemoryAuthScope", "Owner"]
 
 MAX_ID_LENGTH = 255
+# What a service_role read names to mean "every owner of the tenant" on purpose.
+TENANT_SCOPE = "tenant"
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,32 @@ class MemoryAuthScope:
             raise BadRequest(
                 "At least one of user_id, agent_id or run_id is required.",
                 code="owner_required",
+            )
+        return owner
+
+    def read_owner(
+        self,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        run_id: str | None = None,
+        *,
+        requested_scope: str | None = None,
+    ) -> Owner:
+        """The owner a search or list reads: an owner id is required unless service_role says
+        `scope: tenant`, because a forgotten user_id must never pull everyone's memories into a
+        prompt (mem0 refuses owner-less searches too)."""
+        if requested_scope is not None and requested_scope != TENANT_SCOPE:
+            raise BadRequest(f"scope may only be {TENANT_SCOPE!r}.", code="invalid_scope")
+        if requested_scope == TENANT_SCOPE and not self.is_service:
+            raise Forbidden(
+                "Reading the whole tenant needs the service_role key.", code="service_role_required"
+            )
+        owner = self.owner(user_id, agent_id, run_id)
+        if owner.is_tenant_wide and requested_scope is None:
+            raise BadRequest(
+                "At least one of user_id, agent_id or run_id is required.",
+                code="owner_required",
+                hint=f'To read every owner of the tenant on purpose, send scope "{TENANT_SCOPE}".',
             )
         return owner
 

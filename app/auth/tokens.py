@@ -13,6 +13,8 @@ from app.errors import Forbidden, Unauthorized
 
 API_KEY_ROLES = ("anon", "service_role")
 USER_ROLE = "authenticated"
+# The refusal of a genuine token that names no signed-in user (a tenant API key in the Bearer).
+NOT_A_USER_TOKEN = "not_a_user_token"
 ASYMMETRIC_ALGORITHMS = ("ES256", "RS256")
 TEN_YEARS = 10 * 365 * 24 * 3600
 # Accept a little clock drift between the issuer and this server.
@@ -138,7 +140,7 @@ def verify_user_token(token: str, *, secret: str, jwks: jwt.PyJWKSet | None) -> 
         # A tenant API key in the Bearer is genuine but names no user, and never raises privilege.
         raise Forbidden(
             "The bearer token is a tenant API key, not a signed-in user's access token.",
-            code="not_a_user_token",
+            code=NOT_A_USER_TOKEN,
         )
     sub = claims.get("sub")
     if not isinstance(sub, str) or not sub:

@@ -52,6 +52,9 @@ class HistoryEntry(msgspec.Struct):
     event: Literal["ADD", "UPDATE", "DELETE"]
     old_memory: str | None
     new_memory: str | None
+    # Not in mem0's history items (extra keys): what a metadata-only update changed.
+    old_metadata: dict[str, Any] | None
+    new_metadata: dict[str, Any] | None
     actor: str
     created_at: str
 
@@ -114,6 +117,8 @@ def history_view(row: Any) -> HistoryEntry:
         event=row["event"],
         old_memory=row["old_memory"],
         new_memory=row["new_memory"],
+        old_metadata=row["old_metadata"],
+        new_metadata=row["new_metadata"],
         actor=row["actor"],
         created_at=iso(row["created_at"]),
     )

@@ -18,12 +18,20 @@ from litestar.di import Provide
 from litestar.handlers.base import BaseRouteHandler
 
 from app.auth.scope import MAX_ID_LENGTH, MemoryAuthScope
-from app.auth.tokens import USER_ROLE, unverified_ref, verify_api_key, verify_user_token
+from app.auth.tokens import (
+    NOT_A_USER_TOKEN,
+    USER_ROLE,
+    UserClaims,
+    unverified_ref,
+    verify_api_key,
+    verify_user_token,
+)
 from app.core.context import MemoryDeps
 from app.db.session import TenantSession
 from app.errors import Conflict, Forbidden, Unauthorized
 from app.http.middleware import TENANT_SCOPE_KEY
 from app.runtime import Runtime
+from app.tenancy.models import Tenant
 from app.tenancy.service import Platform
 
 log = structlog.get_logger(__name__)
@@ -61,16 +69,41 @@ async def provide_scope(request: Request[Any, Any, Any]) -> MemoryAuthScope:
             code="mem_schema_missing",
             hint="POST /auth/v1/admin/init/mem-schema?dbKey=<ref> creates it.",
         )
-    if role == "service_role":
-        return MemoryAuthScope(tenant_ref=tenant.ref, role="service_role", user_id=None)
     token = _bearer(request)
     # Bytes: compare_digest raises TypeError on str with non-ASCII characters, and headers may hold them.
-    if token is None or hmac.compare_digest(token.encode(), api_key.encode()):
+    if token is not None and hmac.compare_digest(token.encode(), api_key.encode()):
+        token = None  # what supabase-js sends when nobody is signed in: no user
+    if role == "service_role":
+        # As in Supabase, the Bearer token is what the request runs as: a user's access token
+        # narrows even the service_role key to that user. A tenant key there names no one.
+        if token is None:
+            return _service_scope(tenant.ref)
+        try:
+            claims = await _user_claims(runtime, tenant, token)
+        except Forbidden as exc:
+            if exc.code == NOT_A_USER_TOKEN:
+                return _service_scope(tenant.ref)
+            raise
+        return _user_scope(tenant.ref, claims)
+    if token is None:
         raise Forbidden(
             "Anonymous callers may not use the memory API: send a signed-in user's access token as "
             "'Authorization: Bearer <jwt>', or use the service_role key from your backend.",
             code="anonymous_not_allowed",
         )
+    return _user_scope(tenant.ref, await _user_claims(runtime, tenant, token))
+
+
+def _service_scope(ref: str) -> MemoryAuthScope:
+    return MemoryAuthScope(tenant_ref=ref, role="service_role", user_id=None)
+
+
+def _user_scope(ref: str, claims: UserClaims) -> MemoryAuthScope:
+    return MemoryAuthScope(tenant_ref=ref, role=USER_ROLE, user_id=claims.sub, session_id=claims.session_id)
+
+
+async def _user_claims(runtime: Runtime, tenant: Tenant, token: str) -> UserClaims:
+    """A signed-in user's verified claims; a genuine token that names no user is NOT_A_USER_TOKEN."""
     jwks = await runtime.jwks.for_tenant(tenant.ref, jwks=tenant.jwks, jwks_url=tenant.jwks_url)
     claims = verify_user_token(token, secret=tenant.jwt_secret, jwks=jwks)
     if len(claims.sub) > MAX_ID_LENGTH:
@@ -79,10 +112,8 @@ async def provide_scope(request: Request[Any, Any, Any]) -> MemoryAuthScope:
         )
     if claims.role != USER_ROLE:
         # A service_role or anon JWT in the Bearer never raises privilege: authority comes from apikey.
-        raise Forbidden("The bearer token is not a signed-in user's access token.", code="not_a_user_token")
-    return MemoryAuthScope(
-        tenant_ref=tenant.ref, role=USER_ROLE, user_id=claims.sub, session_id=claims.session_id
-    )
+        raise Forbidden("The bearer token is not a signed-in user's access token.", code=NOT_A_USER_TOKEN)
+    return claims
 
 
 async def provide_db(request: Request[Any, Any, Any], auth: MemoryAuthScope) -> AsyncGenerator[TenantSession]:

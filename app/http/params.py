@@ -15,10 +15,12 @@ _CAMEL = {"user_id": "userId", "agent_id": "agentId", "run_id": "runId"}
 
 
 def owner_ids(request: Request[Any, Any, Any], **given: str | None) -> dict[str, str | None]:
-    """user_id / agent_id / run_id from the declared query parameters or their camelCase aliases."""
+    """user_id / agent_id / run_id from the declared query parameters or their camelCase aliases,
+    and `scope` ("tenant": a service_role read of every owner, on purpose; see MemoryAuthScope.read_owner)."""
     out: dict[str, str | None] = {}
     for name, value in given.items():
         out[name] = value if value is not None else request.query_params.get(_CAMEL[name])
+    out["scope"] = request.query_params.get("scope")
     return out
 
 

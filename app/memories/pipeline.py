@@ -1,6 +1,7 @@
-"""Planning an add: verbatim (infer=false, or no chat provider), or from the model, where one
-LLM call extracts facts (with entities and a memory type) and decides, fact by fact,
-ADD / UPDATE / DELETE / NONE against the owner's nearest memories.
+"""Planning an add: verbatim (every message with infer=false; only the user's with infer=true
+and no chat provider), or from the model, where one LLM call extracts facts (with entities and
+a memory type) and decides, fact by fact, ADD / UPDATE / DELETE / NONE against the owner's
+nearest memories.
 
 Order matters for "nothing is half-written": every provider call (image descriptions, the
 batched embedding of the new messages, the decision call) happens before the first write;
@@ -156,14 +157,20 @@ class Plan:
         return list(dict.fromkeys(d.text for d in self.decisions if d.event in ("ADD", "UPDATE")))
 
 
-def plan_verbatim(turn: Turn) -> Plan:
-    """Each message of the turn becomes a memory as it is (its duplicates become NONE later)."""
+def plan_verbatim(turn: Turn, *, user_only: bool = False) -> Plan:
+    """Each message of the turn becomes a memory as it is (its duplicates become NONE later).
+
+    `user_only` keeps only what the user said: without a model to tell facts from chatter, an
+    assistant's "That sounds demanding!" is not a memory. The other lines still go to the
+    session window as context.
+    """
     for line in turn.lines:
         if len(line.text) > MAX_MEMORY_CHARS:
             raise BadRequest(
                 f"A message is longer than {MAX_MEMORY_CHARS} characters.", code="message_too_long"
             )
-    decisions = [Decision("ADD", line.text, None, None, [], line.name, line.role) for line in turn.lines]
+    lines = [line for line in turn.lines if line.role == "user"] if user_only else turn.lines
+    decisions = [Decision("ADD", line.text, None, None, [], line.name, line.role) for line in lines]
     return Plan(turn, decisions)
 
 

@@ -162,8 +162,8 @@ async def soft_delete_matching(
 async def insert_history(conn: asyncpg.Connection, rows: Sequence[dict[str, Any]]) -> None:
     await conn.executemany(
         """INSERT INTO mem.memory_history (memory_id, user_id, agent_id, run_id, event, old_memory,
-               new_memory, actor)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)""",
+               new_memory, actor, old_metadata, new_metadata)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)""",
         [
             (
                 r["memory_id"],
@@ -174,6 +174,8 @@ async def insert_history(conn: asyncpg.Connection, rows: Sequence[dict[str, Any]
                 r.get("old_memory"),
                 r.get("new_memory"),
                 r["actor"],
+                r.get("old_metadata"),
+                r.get("new_metadata"),
             )
             for r in rows
         ],
@@ -184,7 +186,8 @@ async def history_for_owner(conn: asyncpg.Connection, memory_id: UUID, owner: Ow
     clause = owner_clause(owner, 2, alias="h")
     return list(
         await conn.fetch(
-            f"""SELECT h.id, h.memory_id, h.event, h.old_memory, h.new_memory, h.actor, h.created_at
+            f"""SELECT h.id, h.memory_id, h.event, h.old_memory, h.new_memory, h.old_metadata,
+                       h.new_metadata, h.actor, h.created_at
                 FROM mem.memory_history h
                 WHERE h.memory_id = $1 AND {clause.sql}
                 ORDER BY h.id""",

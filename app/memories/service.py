@@ -46,11 +46,13 @@ async def _plan(
         described = await pipeline.describe_images(messages, deps.chat, notes)
         return await pipeline.plan_inferred(db, deps, deps.chat, owner, to_turn(described, notes))
     turn = to_turn(messages)
-    if request.infer:
-        turn.notes.append(
-            "No chat provider is configured: messages were stored verbatim, as with infer=false."
-        )
-    return pipeline.plan_verbatim(turn)
+    if not request.infer:
+        return pipeline.plan_verbatim(turn)
+    turn.notes.append(
+        "No chat provider is configured: the user's messages were stored verbatim; "
+        "assistant and tool messages were kept only as conversation context."
+    )
+    return pipeline.plan_verbatim(turn, user_only=True)
 
 
 async def add_memories(
@@ -136,7 +138,12 @@ async def list_memories(
     include_expired: bool,
     deps: MemoryDeps,
 ) -> MemoryPage:
-    owner = _requested_owner(scope, owner_ids)
+    owner = scope.read_owner(
+        owner_ids.get("user_id"),
+        owner_ids.get("agent_id"),
+        owner_ids.get("run_id"),
+        requested_scope=owner_ids.get("scope"),
+    )
     page, page_size = _page(page, page_size, deps.settings.list_max_page_size)
     rows, total = await repo.list_for_owner(
         await db.connection(),

@@ -72,7 +72,7 @@ class Writer:
             expires_at=expires_at,
         )
         await link_entities(self.conn, owner, row["id"], entities if entities else extract_entities(text))
-        self._record(row, "ADD", None, text)
+        self._record(row, "ADD", None, text, new_metadata=row["metadata"])
         return row
 
     async def update(
@@ -104,19 +104,35 @@ class Writer:
             await link_entities(
                 self.conn, memory_owner, row["id"], entities if entities else extract_entities(text)
             )
-        self._record(row, "UPDATE", current["memory"], text)
+        self._record(
+            row,
+            "UPDATE",
+            current["memory"],
+            text,
+            old_metadata=current["metadata"],
+            new_metadata=row["metadata"],
+        )
         return row
 
     async def deleted(self, rows: list[asyncpg.Record]) -> None:
         """Unlink and record memories the caller has soft-deleted within its owner."""
         await unlink_entities(self.conn, [r["id"] for r in rows])
         for row in rows:
-            self._record(row, "DELETE", row["memory"], None)
+            self._record(row, "DELETE", row["memory"], None, old_metadata=row["metadata"])
 
     def unchanged(self, count: int = 1) -> None:
         PIPELINE_EVENTS.labels("NONE").inc(count)
 
-    def _record(self, row: asyncpg.Record, event: str, old: str | None, new: str | None) -> None:
+    def _record(
+        self,
+        row: asyncpg.Record,
+        event: str,
+        old: str | None,
+        new: str | None,
+        *,
+        old_metadata: dict[str, Any] | None = None,
+        new_metadata: dict[str, Any] | None = None,
+    ) -> None:
         PIPELINE_EVENTS.labels(event).inc()
         self._history.append(
             {
@@ -127,6 +143,8 @@ class Writer:
                 "event": event,
                 "old_memory": old,
                 "new_memory": new,
+                "old_metadata": old_metadata,
+                "new_metadata": new_metadata,
                 "actor": self.scope.actor,
             }
         )

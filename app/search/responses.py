@@ -8,6 +8,6 @@ from app.core.views import ScoredMemory
 
 
 class SearchResponse(msgspec.Struct):
-    """Best first; `score` is the fused score that `threshold` applies to."""
+    """Best first by the fused `score`; which rows `threshold` keeps: see app.core.retrieval.service."""
 
     results: list[ScoredMemory]

@@ -12,6 +12,7 @@ class SearchRequest(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=Tr
     user_id: str | None = None
     agent_id: str | None = None
     run_id: str | None = None
+    scope: str | None = None  # "tenant": service_role searches every owner on purpose
     top_k: int | None = None
     limit: int | None = None  # mem0's older name for top_k
     threshold: float | None = None

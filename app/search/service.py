@@ -1,7 +1,7 @@
 """Search: validate the request, embed the query (cached), rank with the retrieval core.
 
-The score formula is documented in `app.core.retrieval.service`; `threshold` applies to
-the fused score.
+The score formula, and which ranked rows `threshold` lets through, are documented in
+`app.core.retrieval.service`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from app.auth.scope import MemoryAuthScope
 from app.core.context import MemoryDeps
 from app.core.filters import scoped_filter
-from app.core.retrieval.service import SIGNALS, RetrievalQuery, retrieve
+from app.core.retrieval.service import SIGNALS, RetrievalQuery, passes, retrieve
 from app.core.schemas import MAX_QUERY_CHARS
 from app.core.views import ScoreBreakdown, ScoredMemory, scored_memory_view
 from app.db.session import TenantSession
@@ -64,7 +64,7 @@ def _requested_top_k(request: SearchRequest, deps: MemoryDeps) -> int | None:
 async def search(
     db: TenantSession, scope: MemoryAuthScope, request: SearchRequest, deps: MemoryDeps
 ) -> SearchOutcome:
-    owner = scope.owner(request.user_id, request.agent_id, request.run_id)
+    owner = scope.read_owner(request.user_id, request.agent_id, request.run_id, requested_scope=request.scope)
     query = _checked_query(request)
     top_k = _requested_top_k(request, deps)
     filters = scoped_filter(scope, request.filters, request.memory_type)
@@ -95,9 +95,10 @@ async def search(
         ),
     )
     results: list[ScoredMemory] = []
-    for score, parts, row in ranked:
-        if request.threshold is not None and score < request.threshold:
+    for scored in ranked:
+        if not passes(scored, request.threshold):
             continue
+        score, parts, row = scored
         breakdown = ScoreBreakdown(
             semantic=round(parts["semantic"], 6),
             keyword=round(parts["keyword"], 6),

@@ -66,6 +66,13 @@ async def test_history_records_add_update_metadata_update_and_delete_in_order(cl
         ("UPDATE", "I live in Porto", "I live in Porto"),
         ("DELETE", "I live in Porto", None),
     ]
+    # The metadata-only update says what it changed.
+    assert [(h["old_metadata"], h["new_metadata"]) for h in history] == [
+        (None, {}),
+        ({}, {}),
+        ({}, {"source": "chat"}),
+        ({"source": "chat"}, None),
+    ]
     assert {h["actor"] for h in history} == {"service_role"}
     assert {h["memory_id"] for h in history} == {memory_id}
     assert len({h["id"] for h in history}) == 4

@@ -411,10 +411,13 @@ async def test_listing_and_searching_with_one_tenants_key_shows_none_of_another_
     client, two_tenants
 ):
     t = two_tenants
-    listed = await client.get(f"{MEM}/memories", headers=t.a.service)
+    listed = await client.get(f"{MEM}/memories", params={"scope": "tenant"}, headers=t.a.service)
     assert t.b_memory_id not in ids(listed)
     assert [m["memory"] for m in listed.json()["results"]] == ["A's own memory"]
-    found = await client.post(f"{MEM}/search", json={"query": "B's secret memory"}, headers=t.a.service)
+    found = await client.post(
+        f"{MEM}/search", json={"query": "B's secret memory", "scope": "tenant"}, headers=t.a.service
+    )
+    assert found.status_code == 200, found.text
     assert "B's secret memory" not in {m["memory"] for m in found.json()["results"]}
 
 
@@ -472,8 +475,9 @@ async def test_service_role_acts_for_any_user(client, tenant):
     assert ids(found) == {alice_item["id"]}
 
 
-async def test_service_role_naming_no_owner_lists_the_whole_tenant(client, seeded):
-    listed = await client.get(f"{MEM}/memories", headers=seeded.keys.service)
+async def test_service_role_lists_the_whole_tenant_only_when_it_says_so(client, seeded):
+    assert_error(await client.get(f"{MEM}/memories", headers=seeded.keys.service), 400, "owner_required")
+    listed = await client.get(f"{MEM}/memories", params={"scope": "tenant"}, headers=seeded.keys.service)
     everything = {seeded.alice_id, seeded.alice_second_id, seeded.bob_id, seeded.agent_only_id}
     assert ids(listed) == everything
     assert listed.json()["total"] == 4
@@ -497,32 +501,46 @@ async def test_service_role_delete_all_without_an_owner_is_refused(client, runti
     assert_error(response, 400, expected)
     assert await snapshot(client, runtime, seeded.keys, seeded.bob_id) == before
     everything = {seeded.alice_id, seeded.alice_second_id, seeded.bob_id, seeded.agent_only_id}
-    assert ids(await client.get(f"{MEM}/memories", headers=seeded.keys.service)) == everything
+    tenant_wide = await client.get(f"{MEM}/memories", params={"scope": "tenant"}, headers=seeded.keys.service)
+    assert ids(tenant_wide) == everything
 
 
-async def test_user_bearer_beside_the_service_key_neither_narrows_nor_raises_authority(
-    client, runtime, tenant
-):
-    """The service_role key decides: a Bearer next to it is ignored, not even verified (SPEC §2)."""
+async def test_user_bearer_beside_the_service_key_narrows_the_request_to_that_user(client, runtime, tenant):
+    """As in Supabase, the Bearer is what the request runs as (SPEC §2): bob's token makes it bob's."""
     alice_item = await add(client, tenant.service, "Alice's secret", user_id="alice")
     bob_item = await add(client, tenant.service, "Bob's secret", user_id="bob")
-    for bearer in (tenant.user_token("bob"), "not-a-jwt", tenant.user_token("bob", lifetime_seconds=-3600)):
-        headers = {**tenant.service, "authorization": f"Bearer {bearer}"}
-        got = await client.get(f"{MEM}/memories/{alice_item['id']}", headers=headers)
-        assert got.status_code == 200 and got.json()["memory"] == "Alice's secret"
-        assert ids(await client.get(f"{MEM}/memories", headers=headers)) == {alice_item["id"], bob_item["id"]}
-        assert (await client.get(f"{MEM}/config", headers=headers)).status_code == 200
     headers = {**tenant.service, "authorization": f"Bearer {tenant.user_token('bob')}"}
-    updated = await client.put(f"{MEM}/memories/{alice_item['id']}", json={"text": "Edited"}, headers=headers)
-    assert updated.status_code == 200, updated.text
-    history = await client.get(f"{MEM}/memories/{alice_item['id']}/history", headers=tenant.service)
-    assert [h["actor"] for h in history.json()] == ["service_role", "service_role"]
-    # The converse: bob's token with the anon key stays bob, however the service key was used above.
     assert_error(
-        await client.get(f"{MEM}/memories/{alice_item['id']}", headers=tenant.user("bob")),
+        await client.get(f"{MEM}/memories/{alice_item['id']}", headers=headers), 404, "memory_not_found"
+    )
+    assert ids(await client.get(f"{MEM}/memories", headers=headers)) == {bob_item["id"]}
+    assert_error(
+        await client.get(f"{MEM}/memories", params={"user_id": "alice"}, headers=headers),
+        403,
+        "user_scope_violation",
+    )
+    assert_error(await client.get(f"{MEM}/config", headers=headers), 403, "service_role_required")
+    edit = {"text": "Edited"}
+    assert_error(
+        await client.put(f"{MEM}/memories/{alice_item['id']}", json=edit, headers=headers),
         404,
         "memory_not_found",
     )
+    updated = await client.put(f"{MEM}/memories/{bob_item['id']}", json=edit, headers=headers)
+    assert updated.status_code == 200, updated.text
+    history = await client.get(f"{MEM}/memories/{bob_item['id']}/history", headers=tenant.service)
+    assert [h["actor"] for h in history.json()] == ["service_role", "user:bob"]
+    alice_history = await client.get(f"{MEM}/memories/{alice_item['id']}/history", headers=tenant.service)
+    assert [h["actor"] for h in alice_history.json()] == ["service_role"]
+    # A Bearer that is no valid token is refused, as Supabase refuses it, never silently ignored.
+    for bearer, code in (
+        ("not-a-jwt", "invalid_token"),
+        (tenant.user_token("bob", lifetime_seconds=-3600), "token_expired"),
+    ):
+        broken = {**tenant.service, "authorization": f"Bearer {bearer}"}
+        assert_error(
+            await client.get(f"{MEM}/memories", params={"user_id": "bob"}, headers=broken), 401, code
+        )
 
 
 # --- 6. defense in depth: the repository's owner clause ----------------------------------------------------

@@ -80,12 +80,12 @@ async def probe_rows(runtime: Runtime, keys: TenantKeys) -> int:
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def platform_with_002(settings: Settings, tmp_path: Path) -> AsyncIterator[Platform]:
-    """A second platform on the same control plane whose mem migrations include 002_probe.sql."""
+async def platform_with_probe(settings: Settings, tmp_path: Path) -> AsyncIterator[Platform]:
+    """A second platform on the same control plane whose mem migrations include 003_probe.sql."""
     platform = Platform(
         settings,
         settings.database_url or "",
-        mem_migrations=MemMigrations(migrations_dir(tmp_path, {"002_probe.sql": PROBE})),
+        mem_migrations=MemMigrations(migrations_dir(tmp_path, {"003_probe.sql": PROBE})),
     )
     await platform.start()
     try:
@@ -94,20 +94,20 @@ async def platform_with_002(settings: Settings, tmp_path: Path) -> AsyncIterator
         await platform.stop()
 
 
-async def test_a_new_tenant_is_at_version_1_with_001_recorded(runtime, tenant):
-    assert tenant.tenant.mem_schema_version == 1
-    assert await versions(runtime, tenant) == [1]
+async def test_a_new_tenant_is_at_the_newest_version_with_every_file_recorded(runtime, tenant):
+    assert tenant.tenant.mem_schema_version == 2
+    assert await versions(runtime, tenant) == [1, 2]
 
 
 async def test_a_new_migration_is_applied_once_and_a_second_run_applies_nothing(runtime, tenant, tmp_path):
-    folder = migrations_dir(tmp_path, {"002_probe.sql": PROBE})
+    folder = migrations_dir(tmp_path, {"003_probe.sql": PROBE})
 
     first = await run(folder, runtime, tenant)
     second = await run(folder, runtime, tenant)
 
-    assert (first.version, first.applied) == (2, ("002_probe.sql",))
-    assert (second.version, second.applied) == (2, ())
-    assert await versions(runtime, tenant) == [1, 2]
+    assert (first.version, first.applied) == (3, ("003_probe.sql",))
+    assert (second.version, second.applied) == (3, ())
+    assert await versions(runtime, tenant) == [1, 2, 3]
     assert await probe_rows(runtime, tenant) == 1
     conn = await tenant_conn(runtime, tenant)
     try:
@@ -122,11 +122,11 @@ async def test_a_new_migration_is_applied_once_and_a_second_run_applies_nothing(
 async def test_after_a_migration_the_request_role_keeps_its_grants_and_gets_no_new_ones(
     client, runtime, tenant, tmp_path
 ):
-    await run(migrations_dir(tmp_path, {"002_probe.sql": PROBE}), runtime, tenant)
+    await run(migrations_dir(tmp_path, {"003_probe.sql": PROBE}), runtime, tenant)
 
-    item = await add(client, tenant.service, "still writable after 002")
+    item = await add(client, tenant.service, "still writable after a migration")
 
-    assert item["memory"] == "still writable after 002"
+    assert item["memory"] == "still writable after a migration"
     conn = await tenant_conn(runtime, tenant, as_app_role=True)
     try:
         # grants.sql lists what the app role may touch; a table it does not list stays closed.
@@ -139,9 +139,9 @@ async def test_after_a_migration_the_request_role_keeps_its_grants_and_gets_no_n
 
 
 async def test_the_init_endpoint_reports_the_files_it_applied_and_the_new_version(
-    settings, runtime, tenant, platform_with_002
+    settings, runtime, tenant, platform_with_probe
 ):
-    app = create_app(settings, runtime=dataclasses.replace(runtime, platform=platform_with_002))
+    app = create_app(settings, runtime=dataclasses.replace(runtime, platform=platform_with_probe))
     url = f"/auth/v1/admin/init/mem-schema?dbKey={tenant.ref}"
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
         first = await c.post(url, headers={"authorization": f"Bearer {ADMIN_KEY}"})
@@ -149,37 +149,42 @@ async def test_the_init_endpoint_reports_the_files_it_applied_and_the_new_versio
 
     assert first.status_code == 200, first.text
     assert first.json() == {
-        "tenants": [{"ref": tenant.ref, "status": "ok", "schema_version": 2, "applied": ["002_probe.sql"]}]
+        "tenants": [{"ref": tenant.ref, "status": "ok", "schema_version": 3, "applied": ["003_probe.sql"]}]
     }
-    assert second.json() == {"tenants": [{"ref": tenant.ref, "status": "ok", "schema_version": 2}]}
-    registered = await platform_with_002.find_tenant(tenant.ref)
-    assert registered is not None and registered.mem_schema_version == 2
+    assert second.json() == {"tenants": [{"ref": tenant.ref, "status": "ok", "schema_version": 3}]}
+    registered = await platform_with_probe.find_tenant(tenant.ref)
+    assert registered is not None and registered.mem_schema_version == 3
     assert await probe_rows(runtime, tenant) == 1
 
 
 async def test_two_runners_at_once_on_a_bare_tenant_apply_each_file_exactly_once(runtime, tmp_path):
     slow = "-- Test migration: holds the lock a while so the runners overlap.\nSELECT pg_sleep(0.3);\n"
-    folder = migrations_dir(tmp_path, {"002_probe.sql": PROBE, "003_slow.sql": slow})
+    folder = migrations_dir(tmp_path, {"003_probe.sql": PROBE, "004_slow.sql": slow})
     new = new_tenant("Bare", ref="bare" + secrets.token_hex(6))
     await runtime.platform.provisioner.create(new)  # a database with no mem schema yet
     keys = TenantKeys(await runtime.platform.registry.get(new.ref))
 
     first, second = await asyncio.gather(run(folder, runtime, keys), run(folder, runtime, keys))
 
-    assert sorted(first.applied + second.applied) == ["001_mem_schema.sql", "002_probe.sql", "003_slow.sql"]
-    assert first.version == second.version == 3
-    assert await versions(runtime, keys) == [1, 2, 3]
+    assert sorted(first.applied + second.applied) == [
+        "001_mem_schema.sql",
+        "002_history_metadata.sql",
+        "003_probe.sql",
+        "004_slow.sql",
+    ]
+    assert first.version == second.version == 4
+    assert await versions(runtime, keys) == [1, 2, 3, 4]
     assert await probe_rows(runtime, keys) == 1
 
 
 async def test_a_failing_migration_rolls_back_alone_and_is_applied_once_fixed(runtime, tenant, tmp_path):
     broken = "ALTER TABLE mem.memories ADD COLUMN half_done int;\nSELECT 1 / 0;\n"
-    bad = migrations_dir(tmp_path / "bad", {"002_probe.sql": PROBE, "003_broken.sql": broken})
+    bad = migrations_dir(tmp_path / "bad", {"003_probe.sql": PROBE, "004_broken.sql": broken})
 
     with pytest.raises(asyncpg.DivisionByZeroError):
         await run(bad, runtime, tenant)
 
-    assert await versions(runtime, tenant) == [1, 2]
+    assert await versions(runtime, tenant) == [1, 2, 3]
     conn = await tenant_conn(runtime, tenant)
     try:
         column = "SELECT 1 FROM information_schema.columns WHERE table_name = 'memories' AND column_name = $1"
@@ -187,20 +192,20 @@ async def test_a_failing_migration_rolls_back_alone_and_is_applied_once_fixed(ru
     finally:
         await conn.close()
     fixed = migrations_dir(
-        tmp_path / "fixed", {"002_probe.sql": PROBE, "003_broken.sql": broken.replace("1 / 0", "1")}
+        tmp_path / "fixed", {"003_probe.sql": PROBE, "004_broken.sql": broken.replace("1 / 0", "1")}
     )
     outcome = await run(fixed, runtime, tenant)
-    assert (outcome.version, outcome.applied) == (3, ("003_broken.sql",))
+    assert (outcome.version, outcome.applied) == (4, ("004_broken.sql",))
 
 
 async def test_a_migration_numbered_below_an_applied_one_is_refused(runtime, tenant, tmp_path):
-    await run(migrations_dir(tmp_path / "a", {"003_probe.sql": PROBE}), runtime, tenant)
-    late = migrations_dir(tmp_path / "b", {"002_late.sql": "SELECT 1;\n", "003_probe.sql": PROBE})
+    await run(migrations_dir(tmp_path / "a", {"004_probe.sql": PROBE}), runtime, tenant)
+    late = migrations_dir(tmp_path / "b", {"003_late.sql": "SELECT 1;\n", "004_probe.sql": PROBE})
 
     with pytest.raises(MigrationOutOfOrder):
         await run(late, runtime, tenant)
 
-    assert await versions(runtime, tenant) == [1, 3]
+    assert await versions(runtime, tenant) == [1, 2, 4]
 
 
 async def test_a_ref_with_a_trailing_newline_is_a_bad_request_not_a_server_error(client):

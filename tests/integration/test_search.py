@@ -9,6 +9,7 @@ service caches query embeddings by text for the whole session.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import math
 from dataclasses import dataclass
@@ -234,7 +235,8 @@ async def tea(client: httpx.AsyncClient, runtime: Runtime, fake_provider: FakePr
 
 
 async def test_search_scores_are_normalised_sorted_and_broken_down_by_signal(tea: Corpus) -> None:
-    response = await search(tea.client, tea.keys.service, TEA_QUERY, user_id="alice", top_k=20)
+    # threshold 0 asks for every memory, including those that score 0 (hidden by default).
+    response = await search(tea.client, tea.keys.service, TEA_QUERY, user_id="alice", top_k=20, threshold=0)
     found = results(response)
     assert {r["id"] for r in found} == set(tea.ids.values())
     scores = [r["score"] for r in found]
@@ -264,28 +266,44 @@ async def test_top_k_caps_the_results_at_the_best_ones(tea: Corpus) -> None:
     assert result_ids(camel) == everything[:2]
 
 
-async def test_threshold_filters_on_the_fused_score(tea: Corpus) -> None:
+def matched(r: dict[str, Any]) -> float:
+    """What `threshold` is compared with: the semantic similarity, or the fused score when higher."""
+    return max(r["score_breakdown"]["semantic"], r["score"])
+
+
+async def test_threshold_filters_on_the_semantic_similarity_or_the_fused_score(tea: Corpus) -> None:
     client, headers = tea.client, tea.keys.service
     everything = results(await search(client, headers, TEA_QUERY, user_id="alice", top_k=20, threshold=0))
     assert len(everything) == len(TEA_CORPUS)
-    top = everything[0]["score"]
-    above_top = await search(
-        client, headers, TEA_QUERY, user_id="alice", top_k=20, threshold=min(1.0, top + 1e-3)
+    best = max(matched(r) for r in everything)
+    above_best = await search(
+        client, headers, TEA_QUERY, user_id="alice", top_k=20, threshold=min(1.0, best + 1e-3)
     )
-    assert results(above_top) == []
+    assert results(above_best) == []
     assert len(results(await search(client, headers, TEA_QUERY, user_id="alice", top_k=4, threshold=0))) == 4
 
-    scores = [r["score"] for r in everything]
-    cut = next(i for i in range(2, len(scores)) if scores[i] < scores[i - 1])
-    threshold = (scores[cut - 1] + scores[cut]) / 2
-    kept = await search(client, headers, TEA_QUERY, user_id="alice", top_k=20, threshold=threshold)
-    assert result_ids(kept) == [r["id"] for r in everything[:cut]]
-    assert all(r["score"] >= threshold for r in results(kept))
+    levels = sorted({matched(r) for r in everything}, reverse=True)
+    assert len(levels) >= 3
+    for upper, lower in itertools.pairwise(levels[:4]):
+        threshold = (upper + lower) / 2
+        kept = await search(client, headers, TEA_QUERY, user_id="alice", top_k=20, threshold=threshold)
+        # Ranking stays by the fused score: the kept ones in the order of the full list.
+        assert result_ids(kept) == [r["id"] for r in everything if matched(r) >= threshold]
+        assert all(matched(r) >= threshold for r in results(kept))
+
+
+async def test_without_a_threshold_memories_scoring_zero_are_left_out(tea: Corpus) -> None:
+    everything = results(
+        await search(tea.client, tea.keys.service, TEA_QUERY, user_id="alice", top_k=20, threshold=0)
+    )
+    default = results(await search(tea.client, tea.keys.service, TEA_QUERY, user_id="alice", top_k=20))
+    assert [r["id"] for r in default] == [r["id"] for r in everything if r["score"] > 0]
+    assert any(r["score"] == 0 for r in everything)
 
 
 async def test_a_dense_only_score_is_the_cosine_similarity_of_the_embeddings(tea: Corpus) -> None:
     response = await search(
-        tea.client, tea.keys.service, TEA_QUERY, user_id="alice", top_k=20, signals=["semantic"]
+        tea.client, tea.keys.service, TEA_QUERY, user_id="alice", top_k=20, signals=["semantic"], threshold=0
     )
     query = np.array(fake_embedding(TEA_QUERY, DIMS))
     found = results(response)
@@ -432,6 +450,8 @@ async def filtered_ids(corpus: FilterCorpus, endpoint: str, filters: Any, **extr
             user_id="alice",
             top_k=50,
             filters=filters,
+            # Every match of the filters, also those that share nothing with the query (score 0).
+            threshold=0,
             **extra,
         )
     return await list_memories(corpus.client, corpus.keys.service, filters, user_id="alice", **extra)
@@ -525,7 +545,7 @@ async def test_delete_with_filters_removes_exactly_the_matching_memories(
     assert {name_of[i] for i in result_ids(remaining)} == {"m1", "m4"}
     bob = await list_memories(client, tenant.service, user_id="bob")
     assert {name_of[i] for i in result_ids(bob)} == {"b1", "b2"}
-    gone = await search(client, tenant.service, FILTER_QUERY, user_id="alice", top_k=50)
+    gone = await search(client, tenant.service, FILTER_QUERY, user_id="alice", top_k=50, threshold=0)
     assert {name_of[i] for i in result_ids(gone)} == {"m1", "m4"}
     conn = await tenant_conn(runtime, tenant)
     try:
@@ -555,7 +575,7 @@ async def test_a_user_cannot_delete_another_users_memories_through_filters(
     )
     assert widened.status_code == 200, widened.text
     assert widened.json()["deleted"] == 0
-    everything = await list_memories(client, tenant.service)
+    everything = await list_memories(client, tenant.service, scope="tenant")
     assert set(result_ids(everything)) == set(ids.values())
 
 
@@ -589,8 +609,10 @@ async def test_filters_never_widen_a_users_scope(
 ) -> None:
     client, keys = filtered.client, filtered.keys
     if endpoint == "search":
-        user = await search(client, keys.user("alice"), FILTER_QUERY, top_k=50, filters=filters)
-        service = await search(client, keys.service, FILTER_QUERY, user_id="alice", top_k=50, filters=filters)
+        # threshold 0: every match of the filters, also those sharing nothing with the query.
+        every = {"top_k": 50, "filters": filters, "threshold": 0}
+        user = await search(client, keys.user("alice"), FILTER_QUERY, **every)
+        service = await search(client, keys.service, FILTER_QUERY, user_id="alice", **every)
     else:
         user = await list_memories(client, keys.user("alice"), filters)
         service = await list_memories(client, keys.service, filters, user_id="alice")
@@ -647,7 +669,7 @@ async def test_expired_and_deleted_memories_stay_hidden_unless_expiry_is_waived(
         assert listed.json()["total"] == 1
         listed_all = await list_memories(client, headers, include_expired="true", **owner)
         assert set(result_ids(listed_all)) == {live, expired}
-    tenant_wide = await search(client, tenant.service, query, top_k=10, include_expired=True)
+    tenant_wide = await search(client, tenant.service, query, top_k=10, include_expired=True, scope="tenant")
     assert set(result_ids(tenant_wide)) == {live, expired}
 
 
@@ -737,7 +759,9 @@ async def test_a_tenant_wide_search_by_the_service_key_returns_memories_of_sever
     text = "search suite tenant wide probe"
     query = random_query(7)
     fake_provider.set_embedding(text, query)
-    found = results(await search(spread.client, spread.keys.service, text, top_k=20, signals=["semantic"]))
+    found = results(
+        await search(spread.client, spread.keys.service, text, top_k=20, signals=["semantic"], scope="tenant")
+    )
     assert len(found) == 20
     assert len({r["user_id"] for r in found}) >= 3
     exact = exact_top(spread, query, 20)
@@ -752,11 +776,13 @@ async def test_a_tenant_wide_search_finds_a_rare_word_through_the_keyword_index(
 ) -> None:
     text = "did anyone see a quokka"
     fake_provider.set_embedding(text, random_query(8))
-    found = results(await search(spread.client, spread.keys.service, text, top_k=5))
+    found = results(await search(spread.client, spread.keys.service, text, top_k=5, scope="tenant"))
     assert found[0]["id"] == spread.rare_id
     assert found[0]["user_id"] == "user3"
     assert found[0]["score_breakdown"]["keyword"] == pytest.approx(1.0)
-    dense = await search(spread.client, spread.keys.service, text, top_k=5, signals=["semantic"])
+    dense = await search(
+        spread.client, spread.keys.service, text, top_k=5, signals=["semantic"], scope="tenant"
+    )
     assert spread.rare_id not in result_ids(dense)
 
 
@@ -773,10 +799,16 @@ async def test_a_tenant_wide_search_surfaces_memories_found_only_through_an_enti
     await add_many(client, tenant.service, [f"unrelated note number {i}" for i in range(40)], user_id="carol")
 
     query = "Zanzibar and the Serengeti (tenant wide)"
-    found = results(await search(client, tenant.service, query, top_k=10, signals=["entity"]))
+    found = results(await search(client, tenant.service, query, top_k=10, signals=["entity"], scope="tenant"))
     assert {r["id"] for r in found} == {zanzibar, *serengeti}
     assert all(r["score_breakdown"]["entity"] > 0 for r in found)
     filtered = await search(
-        client, tenant.service, query, top_k=10, signals=["entity"], filters={"user_id": "bob"}
+        client,
+        tenant.service,
+        query,
+        top_k=10,
+        signals=["entity"],
+        filters={"user_id": "bob"},
+        scope="tenant",
     )
     assert set(result_ids(filtered)) == set(serengeti)

@@ -82,6 +82,8 @@ def test_history_entries_keep_null_texts() -> None:
         "event": "ADD",
         "old_memory": None,
         "new_memory": "Likes green tea",
+        "old_metadata": None,
+        "new_metadata": {"source": "chat"},
         "actor": "user:alice",
         "created_at": CREATED,
     }
@@ -93,6 +95,8 @@ def test_history_entries_keep_null_texts() -> None:
             "event": "ADD",
             "old_memory": None,
             "new_memory": "Likes green tea",
+            "old_metadata": None,
+            "new_metadata": {"source": "chat"},
             "actor": "user:alice",
             "created_at": "2025-03-01T12:30:05.123456Z",
         },

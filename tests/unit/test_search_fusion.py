@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from app.core.retrieval.service import W_ENTITY, W_KEYWORD, W_SEMANTIC, fuse
+from app.core.retrieval.service import W_ENTITY, W_KEYWORD, W_SEMANTIC, Scored, fuse, passes
 from app.text import MAX_TERMS, KeywordQuery, keyword_query, light_stem, query_phrases
 
 ALL = {"semantic", "keyword", "entity"}
@@ -196,3 +196,28 @@ def test_search_signals_setting_parses_from_the_environment_and_refuses_unknown_
     )
     with pytest.raises(SettingsError, match="signals"):
         load_settings({"NUBASE_MEM_SEARCH_SIGNALS": "semantic,magic"})
+
+
+# passes: which ranked rows are results
+
+
+def scored(score: float, semantic: float) -> Scored:
+    return Scored(score, {"semantic": semantic, "keyword": 0.0, "entity": 0.0}, None)
+
+
+def test_threshold_applies_to_the_semantic_similarity_not_the_fused_score() -> None:
+    ((score, parts, _),) = fuse([row("a", 1 - 0.42)], ALL)
+    assert score < 0.3  # the fused score of a purely semantic match of 0.42
+    assert passes(Scored(score, parts, None), 0.3)
+    assert not passes(Scored(score, parts, None), 0.5)
+
+
+def test_a_keyword_hit_clears_a_threshold_by_its_fused_score() -> None:
+    assert passes(scored(0.4, semantic=0.05), 0.3)
+    assert not passes(scored(0.2, semantic=0.05), 0.3)
+
+
+def test_a_row_scoring_zero_is_a_result_only_when_threshold_0_asks_for_everything() -> None:
+    assert not passes(scored(0.0, semantic=0.0), None)
+    assert passes(scored(0.01, semantic=0.01), None)
+    assert passes(scored(0.0, semantic=0.0), 0.0)

@@ -291,3 +291,20 @@ def test_check_named_users_refuses_a_user_naming_anyone_else():
 
 def test_check_named_users_lets_the_service_role_name_anyone():
     SERVICE.check_named_users({"alice", "bob"})
+
+
+# read_owner: search and list need an owner unless service_role asks for the tenant
+
+
+def test_a_service_read_without_owner_ids_is_refused_unless_it_asks_for_the_tenant():
+    service = MemoryAuthScope(tenant_ref="t", role="service_role", user_id=None)
+    assert refusal(BadRequest, service.read_owner).code == "owner_required"
+    assert service.read_owner(requested_scope="tenant").is_tenant_wide
+    assert service.read_owner("bob", requested_scope="tenant") == Owner(user_id="bob")
+    assert refusal(BadRequest, service.read_owner, requested_scope="all").code == "invalid_scope"
+
+
+def test_a_user_read_is_its_own_and_may_not_ask_for_the_tenant():
+    user = MemoryAuthScope(tenant_ref="t", role="authenticated", user_id="alice")
+    assert user.read_owner() == Owner(user_id="alice")
+    assert refusal(Forbidden, user.read_owner, requested_scope="tenant").code == "service_role_required"

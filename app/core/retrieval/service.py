@@ -12,6 +12,23 @@ with. The fused score, in [0, 1]:
 Candidates are the union of each signal's top list, so a memory found only by a rare word
 (keyword-only) or only through an entity can still surface. With only the semantic signal
 enabled the score is the plain cosine similarity.
+
+Ranking is by the fused score alone. Which results are returned is a separate rule
+(`passes`), because the fused score is a poor thing to threshold: its denominator holds the
+keyword and entity weights even when the query matched no word and named no entity, so a
+purely semantic match tops out near 1/1.55 = 0.65, and mem0 users' thresholds (tuned on
+cosine similarity, which is what mem0 thresholds) would drop good matches:
+
+    returned  <=>  max(semantic, score) >= threshold     (with a threshold)
+                   score > 0                            (without one)
+
+A memory passes `threshold` when its semantic similarity reaches it, as in mem0; one found by
+its words or entities also passes when its fused score does, so keyword-only hits can still
+clear a threshold. We chose this over renormalising the fused score by the signals that fired:
+that would still let a similarity-0.42 memory fall under 0.3 whenever another memory matched a
+query word, and it would make the number depend on the rest of the corpus. Without a
+threshold, rows with a fused score of 0 (no similarity, no word, no entity) are not results;
+`threshold: 0` asks for every row that matches the filters, scored or not.
 """
 
 from __future__ import annotations
@@ -76,6 +93,13 @@ def fuse(rows: Sequence[asyncpg.Record], signals: frozenset[str] | set[str]) -> 
         key=lambda s: (-s.score, float(s.row["distance"]), -s.row["created_at"].timestamp(), str(s.row["id"]))
     )
     return scored
+
+
+def passes(scored: Scored, threshold: float | None) -> bool:
+    """Whether a ranked row is a result: the rule in this module's docstring."""
+    if threshold is None:
+        return scored.score > 0
+    return max(scored.parts["semantic"], scored.score) >= threshold
 
 
 async def lexemes(conn: asyncpg.Connection, deps: MemoryDeps, text: str) -> list[str]:
