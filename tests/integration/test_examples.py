@@ -146,9 +146,14 @@ def test_the_python_chat_loop_searches_before_answering_and_adds_after(
     with httpx.Client(base_url=service_url, headers={"apikey": service_key}, timeout=30) as c:
         listing = c.get("/mem/v1/memories", params={"user_id": user_id}).json()
         stored = {m["memory"] for m in listing["results"]}
-        assert {"I am allergic to peanuts", "What should I avoid eating?"} <= stored
-        assert "Better not: you are allergic to peanuts." in stored
-        assert listing["total"] == 6, "each turn stores the user's message and the assistant's answer"
+        # The service has no chat model: infer=true keeps what the user said, and the assistant's
+        # answers stay in the session window only.
+        assert stored == {
+            "I am allergic to peanuts",
+            "What should I avoid eating?",
+            "Can I have a peanut butter sandwich?",
+        }
+        assert listing["total"] == 3
         assert c.get("/mem/v1/memories", params={"user_id": "someone-else"}).json()["total"] == 0
 
 
