@@ -6,7 +6,8 @@ from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from litestar import Litestar, Router
+import msgspec
+from litestar import Litestar, Request, Router, get
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
@@ -29,6 +30,33 @@ from app.search.routes import SearchController
 from app.settings import Settings
 from app.tenancy.routes import AdminController
 from app.tenancy.service import Platform
+
+
+class IndexLinks(msgspec.Struct):
+    docs: str
+    openapi: str
+    health: str
+    ready: str
+
+
+class Index(msgspec.Struct):
+    service: str
+    links: IndexLinks
+
+
+@get("/", summary="Where to start: links to the docs and health checks")
+async def index(request: Request[Any, Any, Any]) -> Index:
+    # A newcomer's first request is often the bare URL; a 404 there reads as "broken".
+    base = str(request.base_url).rstrip("/")
+    return Index(
+        service="Memory",
+        links=IndexLinks(
+            docs=f"{base}/docs",
+            openapi=f"{base}/docs/openapi.json",
+            health=f"{base}/health",
+            ready=f"{base}/ready",
+        ),
+    )
 
 
 async def build_runtime(settings: Settings) -> Runtime:
@@ -98,7 +126,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litesta
             await close_runtime(rt)
 
     admin = Router(path="/", route_handlers=[AdminController], guards=[admin_guard])
-    handlers: list[Any] = [health, ready, admin, PrometheusController]
+    handlers: list[Any] = [index, health, ready, admin, PrometheusController]
     if settings.mem.enabled:
         # With the module off, /mem/v1 does not exist: every path there is a 404.
         handlers += [MemoryController, SearchController, EntityController]

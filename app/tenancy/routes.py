@@ -9,7 +9,7 @@ from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from app.http.bodies import decode_body
-from app.tenancy.schemas import CreateTenantRequest
+from app.tenancy.schemas import CreateTenantRequest, TenantKeysResponse
 from app.tenancy.service import Platform
 
 
@@ -33,6 +33,16 @@ class AdminController(Controller):
     async def list_tenants(self, platform: Platform) -> dict[str, Any]:
         tenants = await platform.list_tenants()
         return {"tenants": [t.public_view() for t in tenants]}
+
+    @get("/tenants/{ref:str}/keys", summary="A tenant's keys and JWT secret, to print them again")
+    async def tenant_keys(self, platform: Platform, ref: str) -> TenantKeysResponse:
+        tenant = await platform.get_tenant(ref)
+        return TenantKeysResponse(
+            ref=tenant.ref,
+            anon_key=tenant.anon_key,
+            service_role_key=tenant.service_role_key,
+            jwt_secret=tenant.jwt_secret,
+        )
 
     @post("/init/mem-schema", status_code=HTTP_200_OK, summary="Create or update the mem schema (idempotent)")
     async def init_mem_schema(
