@@ -9,6 +9,7 @@ from app.cli.admin_key import ensure_admin_key, known_admin_key
 from app.cli.client import AdminClient, server_url
 from app.cli.commands import cmd_status, cmd_tenant_create, cmd_tenant_keys, cmd_tenant_list
 from app.cli.errors import CliError
+from app.cli.listen import bind_socket
 from app.logging import configure_logging
 from app.settings import Settings, SettingsError, load_settings
 
@@ -57,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _run_client_command(settings: Settings, args: argparse.Namespace) -> int:
     url = server_url(settings, args.url)
     with AdminClient(settings, url, args.admin_key or known_admin_key(settings)) as client:
+        client.check_alive()
         if args.command == "status":
             return cmd_status(client, as_json=args.json)
         if args.tenant_command == "list":
@@ -70,10 +72,12 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
     if args.command in ("status", "tenant"):
         configure_logging(settings.log_format, "warning")
         return _run_client_command(settings, args)
-    from app.cli.serve import run_server  # imports the service: torch, litestar, uvicorn
+    # The port first, before the service's heavy imports: a second `make run` fails at once.
+    sock = bind_socket(settings.host, settings.port)
+    from app.cli.serve import run_server
 
     configure_logging(settings.log_format, settings.log_level)
-    return run_server(ensure_admin_key(settings))
+    return run_server(ensure_admin_key(settings), sock)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import signal
 import socket
 from collections.abc import Generator
@@ -52,28 +51,6 @@ class _Server(uvicorn.Server):
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-
-
-def bind_socket(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise CliError(_bind_failure(host, port, exc)) from None
-    return sock
-
-
-def _bind_failure(host: str, port: int, exc: OSError) -> str:
-    if exc.errno == errno.EADDRINUSE:
-        return f"port {port} is in use on {host}: stop the other server or set PORT to a free port"
-    if exc.errno == errno.EACCES:
-        return f"no permission to listen on port {port}: set PORT to a port above 1023"
-    if exc.errno == errno.EADDRNOTAVAIL or isinstance(exc, socket.gaierror):
-        return f"cannot listen on {host}: not an address of this machine; set HOST (e.g. HOST=127.0.0.1)"
-    return f"cannot listen on {host}:{port} ({exc.strerror or exc}): set HOST or PORT"
 
 
 async def check_providers(settings: Settings) -> None:
@@ -135,8 +112,7 @@ async def serve(settings: Settings, sock: socket.socket) -> None:
         await close_runtime(runtime)
 
 
-def run_server(settings: Settings) -> int:
-    sock = bind_socket(settings.host, settings.port)
+def run_server(settings: Settings, sock: socket.socket) -> int:
     try:
         asyncio.run(serve(settings, sock))
     except KeyboardInterrupt:  # Ctrl-C before the server was up: nothing to report
