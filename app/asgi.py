@@ -19,7 +19,7 @@ from app.db.pools import TenantPools
 from app.entities.routes import EntityController
 from app.health.routes import health, ready
 from app.http.dependencies import admin_guard, app_dependencies
-from app.http.errors import exception_handlers
+from app.http.errors import error_responses, exception_handlers
 from app.http.middleware import RequestContextMiddleware
 from app.logging import configure_logging
 from app.memories.routes import MemoryController
@@ -44,7 +44,7 @@ class Index(msgspec.Struct):
     links: IndexLinks
 
 
-@get("/", summary="Where to start: links to the docs and health checks")
+@get("/", summary="Where to start: links to the docs and health checks", responses=error_responses(500))
 async def index(request: Request[Any, Any, Any]) -> Index:
     # A newcomer's first request is often the bare URL; a 404 there reads as "broken".
     base = str(request.base_url).rstrip("/")

@@ -4,6 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+from msgspec import UNSET, UnsetType
+
+
+class ErrorBody(msgspec.Struct, omit_defaults=True):
+    """The body of every error response; `details` and `hint` are absent, not null, when unset."""
+
+    code: str
+    message: str
+    details: Any | UnsetType = UNSET
+    hint: str | UnsetType = UNSET
+
 
 class AppError(Exception):
     status_code: int = 500
@@ -27,12 +39,16 @@ class AppError(Exception):
         self.headers = headers or {}
         super().__init__(self.message)
 
+    def body(self) -> ErrorBody:
+        return ErrorBody(
+            code=self.code,
+            message=self.message,
+            details=UNSET if self.details is None else self.details,
+            hint=UNSET if self.hint is None else self.hint,
+        )
+
     def to_body(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"code": self.code, "message": self.message}
-        if self.details is not None:
-            body["details"] = self.details
-        if self.hint is not None:
-            body["hint"] = self.hint
+        body: dict[str, Any] = msgspec.to_builtins(self.body())
         return body
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import overload
 
 from app.errors import ValidationFailed
 
@@ -23,5 +24,9 @@ def normalise_memory_type(value: str | None) -> str | None:
     return upper
 
 
+@overload
+def iso(dt: datetime) -> str: ...
+@overload
+def iso(dt: None) -> None: ...
 def iso(dt: datetime | None) -> str | None:
     return dt.isoformat().replace("+00:00", "Z") if dt is not None else None

@@ -1,14 +1,88 @@
-"""How memories, their history and entities look in responses: never an embedding."""
+"""How memories, their history and entities look in responses: never an embedding.
+
+Typed structs, so the OpenAPI document describes every body. The JSON must not drift: a
+nullable column is always present (null when empty); a key that only some answers carry is
+`UNSET` and then absent, never null. Field order is the key order clients have always seen.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
+
+import msgspec
+from msgspec import UNSET, UnsetType
 
 from app.core.schemas import iso
 
 
-def memory_view(row: Any, *, score: dict[str, Any] | None = None) -> dict[str, Any]:
-    out = {
+class Memory(msgspec.Struct):
+    id: str
+    memory: str
+    user_id: str | None
+    agent_id: str | None
+    run_id: str | None
+    memory_type: str
+    metadata: dict[str, Any]
+    hash: str
+    actor_id: str | None
+    role: str | None
+    expires_at: str | None
+    created_at: str
+    updated_at: str
+
+
+class ScoreBreakdown(msgspec.Struct):
+    """Each signal's normalised score in [0, 1], whether or not it took part in the fusion."""
+
+    semantic: float
+    keyword: float
+    entity: float
+
+
+class ScoredMemory(Memory):
+    """A search result: the memory, its fused score and the per-signal parts."""
+
+    score: float
+    score_breakdown: ScoreBreakdown
+
+
+class HistoryEntry(msgspec.Struct):
+    id: str
+    memory_id: str
+    event: Literal["ADD", "UPDATE", "DELETE"]
+    old_memory: str | None
+    new_memory: str | None
+    actor: str
+    created_at: str
+
+
+class Entity(msgspec.Struct, omit_defaults=True):
+    id: str
+    text: str
+    entity_type: str
+    user_id: str | None
+    agent_id: str | None
+    run_id: str | None
+    created_at: str
+    updated_at: str
+    # Only where the query counts or collects the linked memories (listing, one entity).
+    memory_count: int | UnsetType = UNSET
+    memory_ids: list[str] | UnsetType = UNSET
+
+
+class EntityList(msgspec.Struct):
+    results: list[Entity]
+
+
+class Deleted(msgspec.Struct):
+    """The answer to deleting one thing by id."""
+
+    id: str
+    message: str
+
+
+def _memory_fields(row: Any) -> dict[str, Any]:
+    return {
         "id": str(row["id"]),
         "memory": row["memory"],
         "user_id": row["user_id"],
@@ -23,36 +97,39 @@ def memory_view(row: Any, *, score: dict[str, Any] | None = None) -> dict[str, A
         "created_at": iso(row["created_at"]),
         "updated_at": iso(row["updated_at"]),
     }
-    if score is not None:
-        out.update(score)
-    return out
 
 
-def history_view(row: Any) -> dict[str, Any]:
-    return {
-        "id": str(row["id"]),
-        "memory_id": str(row["memory_id"]),
-        "event": row["event"],
-        "old_memory": row["old_memory"],
-        "new_memory": row["new_memory"],
-        "actor": row["actor"],
-        "created_at": iso(row["created_at"]),
-    }
+def memory_view(row: Any) -> Memory:
+    return Memory(**_memory_fields(row))
 
 
-def entity_view(row: Any) -> dict[str, Any]:
-    out = {
-        "id": str(row["id"]),
-        "text": row["text"],
-        "entity_type": row["entity_type"],
-        "user_id": row["user_id"],
-        "agent_id": row["agent_id"],
-        "run_id": row["run_id"],
-        "created_at": iso(row["created_at"]),
-        "updated_at": iso(row["updated_at"]),
-    }
-    if "memory_count" in row.keys():
-        out["memory_count"] = int(row["memory_count"])
-    if "memory_ids" in row.keys():
-        out["memory_ids"] = [str(m) for m in row["memory_ids"]]
-    return out
+def scored_memory_view(row: Any, score: float, breakdown: ScoreBreakdown) -> ScoredMemory:
+    return ScoredMemory(**_memory_fields(row), score=score, score_breakdown=breakdown)
+
+
+def history_view(row: Any) -> HistoryEntry:
+    return HistoryEntry(
+        id=str(row["id"]),
+        memory_id=str(row["memory_id"]),
+        event=row["event"],
+        old_memory=row["old_memory"],
+        new_memory=row["new_memory"],
+        actor=row["actor"],
+        created_at=iso(row["created_at"]),
+    )
+
+
+def entity_view(row: Any) -> Entity:
+    keys = row.keys()
+    return Entity(
+        id=str(row["id"]),
+        text=row["text"],
+        entity_type=row["entity_type"],
+        user_id=row["user_id"],
+        agent_id=row["agent_id"],
+        run_id=row["run_id"],
+        created_at=iso(row["created_at"]),
+        updated_at=iso(row["updated_at"]),
+        memory_count=int(row["memory_count"]) if "memory_count" in keys else UNSET,
+        memory_ids=[str(m) for m in row["memory_ids"]] if "memory_ids" in keys else UNSET,
+    )

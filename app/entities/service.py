@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
 from uuid import UUID
 
 from app.auth.scope import MemoryAuthScope
 from app.core.linking.heuristic import ENTITY_TYPES
-from app.core.views import entity_view
+from app.core.views import Deleted, Entity, entity_view
 from app.db.session import TenantSession
 from app.entities import repo
+from app.entities.responses import EntityPage
 from app.errors import BadRequest, NotFound
 
 
@@ -22,7 +22,7 @@ async def list_entities(
     page: int,
     page_size: int,
     max_page_size: int,
-) -> dict[str, Any]:
+) -> EntityPage:
     owner = scope.owner(owner_ids.get("user_id"), owner_ids.get("agent_id"), owner_ids.get("run_id"))
     if entity_type is not None and entity_type not in ENTITY_TYPES:
         raise BadRequest(f"entity_type must be one of {', '.join(ENTITY_TYPES)}.", code="invalid_entity_type")
@@ -31,17 +31,17 @@ async def list_entities(
     rows, total = await repo.list_for_owner(
         await db.connection(), owner, entity_type=entity_type, limit=page_size, offset=(page - 1) * page_size
     )
-    return {"results": [entity_view(r) for r in rows], "total": total, "page": page, "page_size": page_size}
+    return EntityPage(results=[entity_view(r) for r in rows], total=total, page=page, page_size=page_size)
 
 
-async def get_entity(db: TenantSession, scope: MemoryAuthScope, entity_id: UUID) -> dict[str, Any]:
+async def get_entity(db: TenantSession, scope: MemoryAuthScope, entity_id: UUID) -> Entity:
     row = await repo.find_for_owner(await db.connection(), entity_id, scope.owner())
     if row is None:
         raise NotFound("No entity with this id.", code="entity_not_found")
     return entity_view(row)
 
 
-async def delete_entity(db: TenantSession, scope: MemoryAuthScope, entity_id: UUID) -> dict[str, Any]:
+async def delete_entity(db: TenantSession, scope: MemoryAuthScope, entity_id: UUID) -> Deleted:
     if not await repo.delete_for_owner(await db.connection(), entity_id, scope.owner()):
         raise NotFound("No entity with this id.", code="entity_not_found")
-    return {"id": str(entity_id), "message": "Entity deleted; its links to memories are gone."}
+    return Deleted(id=str(entity_id), message="Entity deleted; its links to memories are gone.")

@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+import msgspec
 from litestar import Response, get
 
+from app.errors import ErrorBody
+from app.http.errors import error_response, error_responses
 from app.tenancy.service import Platform
 
 
-@get("/health", tags=["health"], summary="The process is up")
-async def health() -> dict[str, str]:
-    return {"status": "ok"}
+class HealthStatus(msgspec.Struct):
+    status: str  # "ok" (/health) or "ready" (/ready)
 
 
-@get("/ready", tags=["health"], summary="The control plane is reachable")
-async def ready(platform: Platform) -> Response[dict[str, str]]:
+@get("/health", tags=["health"], summary="The process is up", responses=error_responses(500))
+async def health() -> HealthStatus:
+    return HealthStatus(status="ok")
+
+
+@get("/ready", tags=["health"], summary="The control plane is reachable", responses=error_responses(500, 503))
+async def ready(platform: Platform) -> Response[HealthStatus]:
     if await platform.ready():
-        return Response({"status": "ready"})
-    return Response(
-        {"code": "not_ready", "message": "The control-plane database is not reachable."},
-        status_code=503,
+        return Response(HealthStatus(status="ready"))
+    return error_response(
+        503,
+        ErrorBody("not_ready", "The control-plane database is not reachable."),
         headers={"Retry-After": "2"},
     )

@@ -1,4 +1,5 @@
-"""The one place errors become HTTP answers: `{"code", "message", "details"?, "hint"?}`."""
+"""The one place errors become HTTP answers: `{"code", "message", "details"?, "hint"?}`, an
+`ErrorBody`; and how routes declare those answers in the OpenAPI document."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import asyncpg
 import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, NotFoundException, SerializationException, ValidationException
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
-from app.errors import AppError
+from app.errors import AppError, ErrorBody
 
 log = structlog.get_logger(__name__)
 
@@ -26,7 +28,42 @@ _HTTP_CODES = {
 }
 
 
-def _response(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response[Any]:
+# What each documented error status means, across the API; the `code` in the body says which case.
+_ERROR_DESCRIPTIONS = {
+    400: "Bad input: malformed JSON, a bad parameter, an unknown filter operator.",
+    401: "The API key (or admin key, or user token) is missing or not valid.",
+    403: "The caller's role or scope does not allow this.",
+    404: "No such id for this caller (another owner's ids are not found either).",
+    409: "A conflict with the current state, e.g. the tenant has no memory schema yet.",
+    413: "The request body is too large.",
+    422: "The body or a parameter failed validation.",
+    500: "The server could not complete the request (never a stack trace).",
+    502: "The model provider answered with an error.",
+    503: "The database or the model provider is unavailable, or a query took too long; see Retry-After.",
+    504: "The model provider did not answer in time.",
+}
+
+
+# Any /mem/v1 route can refuse bad input, a missing key or a scope violation, a tenant without a
+# memory schema (409), and answer 500 or 503 (database); routes add 404, 413 and provider errors.
+MEMORY_ROUTE_ERRORS = (400, 401, 403, 409, 422, 500, 503)
+PROVIDER_ERRORS = (502, 503, 504)
+
+
+def error_responses(*statuses: int) -> dict[int, ResponseSpec]:
+    """OpenAPI error responses for a route: each status documented with the `ErrorBody` schema.
+
+    Declaring 400 also replaces Litestar's own validation-error schema, which is not our body.
+    """
+    return {
+        status: ResponseSpec(
+            data_container=ErrorBody, description=_ERROR_DESCRIPTIONS[status], generate_examples=False
+        )
+        for status in sorted(statuses)
+    }
+
+
+def error_response(status: int, body: ErrorBody, headers: dict[str, str] | None = None) -> Response[Any]:
     return Response(content=body, status_code=status, headers=headers, media_type="application/json")
 
 
@@ -35,61 +72,56 @@ def app_error_handler(request: Request[Any, Any, Any], exc: AppError) -> Respons
         log.error("request_failed", code=exc.code, status=exc.status_code, exc_info=exc.__cause__ or exc)
     else:
         log.info("request_refused", code=exc.code, status=exc.status_code)
-    return _response(exc.status_code, exc.to_body(), exc.headers)
+    return error_response(exc.status_code, exc.body(), exc.headers)
 
 
 def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     status = exc.status_code
-    body: dict[str, Any]
+    body: ErrorBody
     if isinstance(exc, NotFoundException) and exc.detail in ("Not Found", ""):
-        body = {"code": "route_not_found", "message": f"No route for {request.method} {request.url.path}."}
+        body = ErrorBody("route_not_found", f"No route for {request.method} {request.url.path}.")
     elif isinstance(exc.__cause__, SerializationException):
-        body = {"code": "malformed_json", "message": f"The request body is not valid JSON: {exc.detail}."}
+        body = ErrorBody("malformed_json", f"The request body is not valid JSON: {exc.detail}.")
     elif isinstance(exc, ValidationException) or status == 400:
         extra = exc.extra if isinstance(exc.extra, list) else None
-        body = {"code": "validation_failed", "message": str(exc.detail or "The request is not valid.")}
+        body = ErrorBody("validation_failed", str(exc.detail or "The request is not valid."))
         if extra:
-            body["details"] = [
+            body.details = [
                 {k: v for k, v in item.items() if k in ("key", "message", "source")}
                 for item in extra
                 if isinstance(item, dict)
             ]
     elif status == 413:
-        body = {"code": "payload_too_large", "message": "The request body is too large."}
+        body = ErrorBody("payload_too_large", "The request body is too large.")
     else:
-        body = {
-            "code": _HTTP_CODES.get(status, "http_error"),
-            "message": str(exc.detail or "Request failed."),
-        }
+        body = ErrorBody(_HTTP_CODES.get(status, "http_error"), str(exc.detail or "Request failed."))
     if status >= 500:
         log.error("request_failed", status=status, exc_info=exc)
     else:
-        log.info("request_refused", code=body["code"], status=status)
-    return _response(status, body, dict(exc.headers or {}))
+        log.info("request_refused", code=body.code, status=status)
+    return error_response(status, body, dict(exc.headers or {}))
 
 
 def undecodable_body_handler(request: Request[Any, Any, Any], exc: UnicodeDecodeError) -> Response[Any]:
     # Litestar's JSON decoding turns msgspec errors into 400s but lets a non-UTF-8 body escape as this.
     log.info("request_refused", code="malformed_json", status=400)
-    return _response(400, {"code": "malformed_json", "message": "The request body is not valid UTF-8 JSON."})
+    return error_response(400, ErrorBody("malformed_json", "The request body is not valid UTF-8 JSON."))
 
 
 def postgres_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     """Database errors that slipped past the repos: never a stack trace, the right status."""
     if isinstance(exc, asyncpg.UniqueViolationError):
-        return _response(409, {"code": "conflict", "message": "That would duplicate an existing record."})
+        return error_response(409, ErrorBody("conflict", "That would duplicate an existing record."))
     if isinstance(exc, asyncpg.CharacterNotInRepertoireError | asyncpg.UntranslatableCharacterError):
         # Caller text Postgres cannot store: a NUL (\u0000) in a text column or in JSON.
         log.info("request_refused", code="invalid_text", status=400)
-        return _response(
-            400, {"code": "invalid_text", "message": "Text may not contain NUL (\\u0000) characters."}
+        return error_response(
+            400, ErrorBody("invalid_text", "Text may not contain NUL (\\u0000) characters.")
         )
     if isinstance(exc, asyncpg.QueryCanceledError):
         log.error("database_timeout", exc_info=exc)
-        return _response(
-            503,
-            {"code": "database_timeout", "message": "The database query took too long."},
-            {"Retry-After": "1"},
+        return error_response(
+            503, ErrorBody("database_timeout", "The database query took too long."), {"Retry-After": "1"}
         )
     if isinstance(
         exc,
@@ -101,19 +133,17 @@ def postgres_error_handler(request: Request[Any, Any, Any], exc: Exception) -> R
         | TimeoutError,
     ):
         log.error("database_unavailable", exc_info=exc)
-        return _response(
-            503,
-            {"code": "database_unavailable", "message": "The database is unavailable."},
-            {"Retry-After": "2"},
+        return error_response(
+            503, ErrorBody("database_unavailable", "The database is unavailable."), {"Retry-After": "2"}
         )
     return internal_error_handler(request, exc)
 
 
 def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     log.error("unhandled_error", error=type(exc).__name__, exc_info=exc)
-    return _response(
+    return error_response(
         HTTP_500_INTERNAL_SERVER_ERROR,
-        {"code": "internal_error", "message": "The server could not complete the request."},
+        ErrorBody("internal_error", "The server could not complete the request."),
     )
 
 

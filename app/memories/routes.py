@@ -11,25 +11,37 @@ from litestar.status_codes import HTTP_200_OK
 
 from app.auth.scope import MemoryAuthScope
 from app.core.context import MemoryDeps
+from app.core.views import Deleted, EntityList, HistoryEntry, Memory
 from app.db.session import TenantSession
 from app.errors import BadRequest, ValidationFailed
 from app.http.bodies import decode_body
+from app.http.errors import MEMORY_ROUTE_ERRORS, PROVIDER_ERRORS, error_responses
 from app.http.params import flag, json_filters, owner_ids
 from app.memories import service
+from app.memories.responses import AddResponse, DeletedMany, MemoryConfig, MemoryPage, ResetDone, Stats
 from app.memories.schemas import AddMemoryRequest, UpdateMemoryRequest
+
+_ERRORS = error_responses(*MEMORY_ROUTE_ERRORS)
+_BY_ID_ERRORS = error_responses(*MEMORY_ROUTE_ERRORS, 404)
+_BODY_ERRORS = error_responses(*MEMORY_ROUTE_ERRORS, 413)
 
 
 class MemoryController(Controller):
     path = "/mem/v1"
     tags = ["memories"]
 
-    @post("/memories", status_code=HTTP_200_OK, summary="Add memories from messages")
+    @post(
+        "/memories",
+        status_code=HTTP_200_OK,
+        summary="Add memories from messages",
+        responses=error_responses(*MEMORY_ROUTE_ERRORS, 413, *PROVIDER_ERRORS),
+    )
     async def add(
         self, data: dict[str, Any], auth: MemoryAuthScope, db: TenantSession, deps: MemoryDeps
-    ) -> dict[str, Any]:
+    ) -> AddResponse:
         return await service.add_memories(db, auth, decode_body(data, AddMemoryRequest), deps)
 
-    @get("/memories", summary="List an owner's memories")
+    @get("/memories", summary="List an owner's memories", responses=_ERRORS)
     async def list_(
         self,
         request: Request[Any, Any, Any],
@@ -44,7 +56,7 @@ class MemoryController(Controller):
         page: int | None = Parameter(default=None, ge=1),
         page_size: int | None = Parameter(default=None, ge=1),
         include_expired: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> MemoryPage:
         return await service.list_memories(
             db,
             auth,
@@ -57,7 +69,9 @@ class MemoryController(Controller):
             deps=deps,
         )
 
-    @delete("/memories", status_code=HTTP_200_OK, summary="Delete all memories of an owner")
+    @delete(
+        "/memories", status_code=HTTP_200_OK, summary="Delete all memories of an owner", responses=_ERRORS
+    )
     async def delete_all(
         self,
         request: Request[Any, Any, Any],
@@ -68,7 +82,7 @@ class MemoryController(Controller):
         agent_id: str | None = None,
         run_id: str | None = None,
         filters: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> DeletedMany:
         return await service.delete_all_memories(
             db,
             auth,
@@ -77,11 +91,15 @@ class MemoryController(Controller):
             deps,
         )
 
-    @get("/memories/{memory_id:uuid}", summary="Get one memory")
-    async def get_one(self, memory_id: UUID, auth: MemoryAuthScope, db: TenantSession) -> dict[str, Any]:
+    @get("/memories/{memory_id:uuid}", summary="Get one memory", responses=_BY_ID_ERRORS)
+    async def get_one(self, memory_id: UUID, auth: MemoryAuthScope, db: TenantSession) -> Memory:
         return await service.get_memory(db, auth, memory_id)
 
-    @put("/memories/{memory_id:uuid}", summary="Replace a memory's text and/or metadata")
+    @put(
+        "/memories/{memory_id:uuid}",
+        summary="Replace a memory's text and/or metadata",
+        responses=error_responses(*MEMORY_ROUTE_ERRORS, 404, 413, *PROVIDER_ERRORS),
+    )
     async def update(
         self,
         memory_id: UUID,
@@ -89,26 +107,35 @@ class MemoryController(Controller):
         auth: MemoryAuthScope,
         db: TenantSession,
         deps: MemoryDeps,
-    ) -> dict[str, Any]:
+    ) -> Memory:
         return await service.update_memory(db, auth, memory_id, decode_body(data, UpdateMemoryRequest), deps)
 
-    @delete("/memories/{memory_id:uuid}", status_code=HTTP_200_OK, summary="Delete one memory")
+    @delete(
+        "/memories/{memory_id:uuid}",
+        status_code=HTTP_200_OK,
+        summary="Delete one memory",
+        responses=_BY_ID_ERRORS,
+    )
     async def delete_one(
         self, memory_id: UUID, auth: MemoryAuthScope, db: TenantSession, deps: MemoryDeps
-    ) -> dict[str, Any]:
+    ) -> Deleted:
         return await service.delete_memory(db, auth, memory_id, deps)
 
-    @get("/memories/{memory_id:uuid}/history", summary="The audit trail of a memory, oldest first")
-    async def history(
-        self, memory_id: UUID, auth: MemoryAuthScope, db: TenantSession
-    ) -> list[dict[str, Any]]:
+    @get(
+        "/memories/{memory_id:uuid}/history",
+        summary="The audit trail of a memory, oldest first",
+        responses=_BY_ID_ERRORS,
+    )
+    async def history(self, memory_id: UUID, auth: MemoryAuthScope, db: TenantSession) -> list[HistoryEntry]:
         return await service.memory_history(db, auth, memory_id)
 
-    @get("/memories/{memory_id:uuid}/entities", summary="Entities linked to a memory")
-    async def entities(self, memory_id: UUID, auth: MemoryAuthScope, db: TenantSession) -> dict[str, Any]:
+    @get(
+        "/memories/{memory_id:uuid}/entities", summary="Entities linked to a memory", responses=_BY_ID_ERRORS
+    )
+    async def entities(self, memory_id: UUID, auth: MemoryAuthScope, db: TenantSession) -> EntityList:
         return await service.memory_entities(db, auth, memory_id)
 
-    @get("/stats", summary="Counts for the caller's scope")
+    @get("/stats", summary="Counts for the caller's scope", responses=_ERRORS)
     async def stats(
         self,
         request: Request[Any, Any, Any],
@@ -117,26 +144,31 @@ class MemoryController(Controller):
         user_id: str | None = None,
         agent_id: str | None = None,
         run_id: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> Stats:
         return await service.stats(
             db, auth, owner_ids(request, user_id=user_id, agent_id=agent_id, run_id=run_id)
         )
 
-    @get("/config", summary="Per-tenant memory settings (service_role)")
-    async def get_config(self, auth: MemoryAuthScope, db: TenantSession, deps: MemoryDeps) -> dict[str, Any]:
+    @get("/config", summary="Per-tenant memory settings (service_role)", responses=_ERRORS)
+    async def get_config(self, auth: MemoryAuthScope, db: TenantSession, deps: MemoryDeps) -> MemoryConfig:
         return await service.get_config(db, auth, deps)
 
-    @put("/config", summary="Change per-tenant overrides (service_role)")
+    @put("/config", summary="Change per-tenant overrides (service_role)", responses=_BODY_ERRORS)
     async def put_config(
         self, data: dict[str, Any], auth: MemoryAuthScope, db: TenantSession, deps: MemoryDeps
-    ) -> dict[str, Any]:
+    ) -> MemoryConfig:
         changes = data.get("settings", data)
         if not isinstance(changes, dict):
             raise ValidationFailed("settings must be a JSON object.", code="invalid_body")
         return await service.put_config(db, auth, changes, deps)
 
-    @post("/reset", status_code=HTTP_200_OK, summary="Delete every memory of the tenant (service_role)")
-    async def reset(self, auth: MemoryAuthScope, db: TenantSession) -> dict[str, Any]:
+    @post(
+        "/reset",
+        status_code=HTTP_200_OK,
+        summary="Delete every memory of the tenant (service_role)",
+        responses=_ERRORS,
+    )
+    async def reset(self, auth: MemoryAuthScope, db: TenantSession) -> ResetDone:
         return await service.reset(db, auth)
 
 

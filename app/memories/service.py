@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
+import msgspec
 import structlog
 
 from app.auth.scope import MemoryAuthScope, Owner
@@ -14,12 +15,22 @@ from app.core.context import MemoryDeps
 from app.core.filters import scoped_filter
 from app.core.linking import repo as linking_repo
 from app.core.schemas import MAX_MEMORY_CHARS, iso, normalise_memory_type
-from app.core.views import entity_view, history_view, memory_view
+from app.core.views import Deleted, EntityList, HistoryEntry, Memory, entity_view, history_view, memory_view
 from app.db.session import TenantSession
 from app.errors import BadRequest, Forbidden, NotFound
 from app.memories import pipeline, repo
 from app.memories.apply import AddOptions, PlanWriter, apply_decisions
 from app.memories.pipeline import Plan
+from app.memories.responses import (
+    AddResponse,
+    AddResult,
+    DeletedMany,
+    MemoryConfig,
+    MemoryPage,
+    ResetDone,
+    Skipped,
+    Stats,
+)
 from app.memories.schemas import AddMemoryRequest, Message, UpdateMemoryRequest
 from app.memories.turns import checked_messages, expiry, record_turn, to_turn
 from app.memories.writer import Writer
@@ -44,7 +55,7 @@ async def _plan(
 
 async def add_memories(
     db: TenantSession, scope: MemoryAuthScope, request: AddMemoryRequest, deps: MemoryDeps
-) -> dict[str, Any]:
+) -> AddResponse:
     """One path for every add: normalise the turn, plan (verbatim or from the model), apply."""
     owner = scope.owner(request.user_id, request.agent_id, request.run_id, require_owner=True)
     options = AddOptions(
@@ -78,13 +89,13 @@ async def add_memories(
         results=len(applied.results),
         skipped=len(plan.skipped) + len(applied.skipped),
     )
-    body: dict[str, Any] = {"results": applied.results}
+    response = AddResponse(results=msgspec.convert(applied.results, list[AddResult]))
     skipped = plan.skipped + applied.skipped
     if skipped:
-        body["skipped"] = skipped
+        response.skipped = msgspec.convert(skipped, list[Skipped])
     if plan.turn.notes:
-        body["notes"] = sorted(set(plan.turn.notes))
-    return body
+        response.notes = sorted(set(plan.turn.notes))
+    return response
 
 
 def _requested_owner(
@@ -124,7 +135,7 @@ async def list_memories(
     page_size: int | None,
     include_expired: bool,
     deps: MemoryDeps,
-) -> dict[str, Any]:
+) -> MemoryPage:
     owner = _requested_owner(scope, owner_ids)
     page, page_size = _page(page, page_size, deps.settings.list_max_page_size)
     rows, total = await repo.list_for_owner(
@@ -135,7 +146,7 @@ async def list_memories(
         limit=page_size,
         offset=(page - 1) * page_size,
     )
-    return {"results": [memory_view(r) for r in rows], "total": total, "page": page, "page_size": page_size}
+    return MemoryPage(results=[memory_view(r) for r in rows], total=total, page=page, page_size=page_size)
 
 
 async def _find(db: TenantSession, scope: MemoryAuthScope, memory_id: UUID, **kwargs: Any) -> Any:
@@ -145,13 +156,13 @@ async def _find(db: TenantSession, scope: MemoryAuthScope, memory_id: UUID, **kw
     return row
 
 
-async def get_memory(db: TenantSession, scope: MemoryAuthScope, memory_id: UUID) -> dict[str, Any]:
+async def get_memory(db: TenantSession, scope: MemoryAuthScope, memory_id: UUID) -> Memory:
     return memory_view(await _find(db, scope, memory_id))
 
 
 async def update_memory(
     db: TenantSession, scope: MemoryAuthScope, memory_id: UUID, request: UpdateMemoryRequest, deps: MemoryDeps
-) -> dict[str, Any]:
+) -> Memory:
     if request.text is not None and request.memory is not None and request.text != request.memory:
         raise BadRequest("Give the new text as text or memory, not both.", code="conflicting_fields")
     text = request.text if request.text is not None else request.memory
@@ -180,14 +191,14 @@ async def update_memory(
 
 async def delete_memory(
     db: TenantSession, scope: MemoryAuthScope, memory_id: UUID, deps: MemoryDeps
-) -> dict[str, Any]:
+) -> Deleted:
     writer = await Writer.open(db, scope, deps)
     row = await repo.soft_delete(writer.conn, memory_id, scope.owner())
     if row is None:
         raise NotFound("No memory with this id.", code="memory_not_found")
     await writer.deleted([row])
     await writer.flush()
-    return {"id": str(memory_id), "message": "Memory deleted successfully!"}
+    return Deleted(id=str(memory_id), message="Memory deleted successfully!")
 
 
 async def delete_all_memories(
@@ -196,7 +207,7 @@ async def delete_all_memories(
     owner_ids: dict[str, str | None],
     filters: dict[str, Any] | None,
     deps: MemoryDeps,
-) -> dict[str, Any]:
+) -> DeletedMany:
     # Never "everything": an owner id is required even for service_role (reset is the tool for that).
     owner = _requested_owner(scope, owner_ids, require_owner=True)
     matching = scoped_filter(scope, filters, None)
@@ -205,27 +216,26 @@ async def delete_all_memories(
     await writer.deleted(rows)
     await writer.flush()
     log.info("memories_deleted", count=len(rows))
-    return {"message": "Memories deleted successfully!", "deleted": len(rows)}
+    return DeletedMany(message="Memories deleted successfully!", deleted=len(rows))
 
 
-async def memory_history(db: TenantSession, scope: MemoryAuthScope, memory_id: UUID) -> list[dict[str, Any]]:
+async def memory_history(db: TenantSession, scope: MemoryAuthScope, memory_id: UUID) -> list[HistoryEntry]:
     # History stays readable after a delete, but only for the memory's owner.
     await _find(db, scope, memory_id, include_deleted=True)
     rows = await repo.history_for_owner(await db.connection(), memory_id, scope.owner())
     return [history_view(r) for r in rows]
 
 
-async def memory_entities(db: TenantSession, scope: MemoryAuthScope, memory_id: UUID) -> dict[str, Any]:
+async def memory_entities(db: TenantSession, scope: MemoryAuthScope, memory_id: UUID) -> EntityList:
     await _find(db, scope, memory_id)
     rows = await linking_repo.for_memory(await db.connection(), memory_id, scope.owner())
-    return {"results": [entity_view(r) for r in rows]}
+    return EntityList(results=[entity_view(r) for r in rows])
 
 
-async def stats(
-    db: TenantSession, scope: MemoryAuthScope, owner_ids: dict[str, str | None]
-) -> dict[str, Any]:
+async def stats(db: TenantSession, scope: MemoryAuthScope, owner_ids: dict[str, str | None]) -> Stats:
     owner = _requested_owner(scope, owner_ids)
-    return await repo.stats_for_owner(await db.connection(), owner, top_users=scope.is_service)
+    counts = await repo.stats_for_owner(await db.connection(), owner, top_users=scope.is_service)
+    return msgspec.convert(counts, Stats)
 
 
 def _require_service(scope: MemoryAuthScope, what: str) -> None:
@@ -233,28 +243,28 @@ def _require_service(scope: MemoryAuthScope, what: str) -> None:
         raise Forbidden(f"{what} needs the service_role key.", code="service_role_required")
 
 
-async def _config_view(db: TenantSession, row: Any, deps: MemoryDeps) -> dict[str, Any]:
+async def _config_view(db: TenantSession, row: Any, deps: MemoryDeps) -> MemoryConfig:
     s = deps.settings
-    return {
-        "embedding_dimensions": row["embedding_dims"],
-        "fts_config": row["fts_config"],
-        "embedding_provider": s.embedding_provider,
-        "embedding_model": s.embedding_model,
-        "chat_provider": s.chat_provider,
-        "settings": (await deps.config(db)).as_settings(),
-        "overrides": dict(row["settings"]),
-        "updated_at": iso(row["updated_at"]),
-    }
+    return MemoryConfig(
+        embedding_dimensions=row["embedding_dims"],
+        fts_config=row["fts_config"],
+        embedding_provider=s.embedding_provider,
+        embedding_model=s.embedding_model,
+        chat_provider=s.chat_provider,
+        settings=(await deps.config(db)).as_settings(),
+        overrides=dict(row["settings"]),
+        updated_at=iso(row["updated_at"]),
+    )
 
 
-async def get_config(db: TenantSession, scope: MemoryAuthScope, deps: MemoryDeps) -> dict[str, Any]:
+async def get_config(db: TenantSession, scope: MemoryAuthScope, deps: MemoryDeps) -> MemoryConfig:
     _require_service(scope, "Reading the memory config")
     return await _config_view(db, await core_repo.read_config(await db.connection()), deps)
 
 
 async def put_config(
     db: TenantSession, scope: MemoryAuthScope, changes: dict[str, Any], deps: MemoryDeps
-) -> dict[str, Any]:
+) -> MemoryConfig:
     """Merge overrides; a null value removes one. Only whitelisted keys, each range-checked."""
     _require_service(scope, "Changing the memory config")
     check_changes(changes)
@@ -265,8 +275,8 @@ async def put_config(
     return await _config_view(db, row, deps)
 
 
-async def reset(db: TenantSession, scope: MemoryAuthScope) -> dict[str, Any]:
+async def reset(db: TenantSession, scope: MemoryAuthScope) -> ResetDone:
     _require_service(scope, "Reset")
     await repo.reset_tenant(await db.connection())
     log.warning("tenant_memory_reset")
-    return {"message": "All memories of this tenant were deleted; config was kept."}
+    return ResetDone(message="All memories of this tenant were deleted; config was kept.")

@@ -8,22 +8,22 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 from app.auth.scope import MemoryAuthScope
 from app.core.context import MemoryDeps
 from app.core.filters import scoped_filter
 from app.core.retrieval.service import SIGNALS, RetrievalQuery, retrieve
 from app.core.schemas import MAX_QUERY_CHARS
-from app.core.views import memory_view
+from app.core.views import ScoreBreakdown, ScoredMemory, scored_memory_view
 from app.db.session import TenantSession
 from app.errors import BadRequest
+from app.search.responses import SearchResponse
 from app.search.schemas import SearchRequest
 
 
 @dataclass
 class SearchOutcome:
-    body: dict[str, Any]
+    body: SearchResponse
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
@@ -94,16 +94,20 @@ async def search(
             include_expired=request.include_expired,
         ),
     )
-    results = []
+    results: list[ScoredMemory] = []
     for score, parts, row in ranked:
         if request.threshold is not None and score < request.threshold:
             continue
-        breakdown = {k: round(v, 6) for k, v in parts.items()}
-        results.append(memory_view(row, score={"score": round(score, 6), "score_breakdown": breakdown}))
+        breakdown = ScoreBreakdown(
+            semantic=round(parts["semantic"], 6),
+            keyword=round(parts["keyword"], 6),
+            entity=round(parts["entity"], 6),
+        )
+        results.append(scored_memory_view(row, round(score, 6), breakdown))
         if len(results) == top_k:
             break
     finished = time.perf_counter()
     return SearchOutcome(
-        body={"results": results},
+        body=SearchResponse(results=results),
         timings_ms={"embed": (embedded - started) * 1000, "retrieval": (finished - embedded) * 1000},
     )

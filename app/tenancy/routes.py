@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 from litestar import Controller, get, post
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from app.http.bodies import decode_body
-from app.tenancy.schemas import CreateTenantRequest, TenantKeysResponse
+from app.http.errors import error_responses
+from app.tenancy.responses import CreatedTenant, SchemaInitResults, TenantKeys, TenantList
+from app.tenancy.schemas import CreateTenantRequest
 from app.tenancy.service import Platform
 
 
@@ -18,38 +21,55 @@ class AdminController(Controller):
     tags = ["admin"]
     # The platform admin guard is applied where create_app mounts this controller.
 
-    @post("/tenants", status_code=HTTP_201_CREATED, summary="Create a tenant: database, secret and keys")
-    async def create_tenant(self, platform: Platform, data: dict[str, Any]) -> dict[str, Any]:
+    @post(
+        "/tenants",
+        status_code=HTTP_201_CREATED,
+        summary="Create a tenant: database, secret and keys",
+        responses=error_responses(400, 401, 409, 413, 422, 500, 503),
+    )
+    async def create_tenant(self, platform: Platform, data: dict[str, Any]) -> CreatedTenant:
         body = decode_body(data, CreateTenantRequest)
         tenant = await platform.create_tenant(body.name, ref=body.ref, jwks_url=body.jwks_url, jwks=body.jwks)
-        return {
-            **tenant.public_view(),
-            "anon_key": tenant.anon_key,
-            "service_role_key": tenant.service_role_key,
-            "jwt_secret": tenant.jwt_secret,
-        }
+        return msgspec.convert(
+            {
+                **tenant.public_view(),
+                "anon_key": tenant.anon_key,
+                "service_role_key": tenant.service_role_key,
+                "jwt_secret": tenant.jwt_secret,
+            },
+            CreatedTenant,
+        )
 
-    @get("/tenants", summary="List tenants")
-    async def list_tenants(self, platform: Platform) -> dict[str, Any]:
+    @get("/tenants", summary="List tenants", responses=error_responses(401, 500, 503))
+    async def list_tenants(self, platform: Platform) -> TenantList:
         tenants = await platform.list_tenants()
-        return {"tenants": [t.public_view() for t in tenants]}
+        return msgspec.convert({"tenants": [t.public_view() for t in tenants]}, TenantList)
 
-    @get("/tenants/{ref:str}/keys", summary="A tenant's keys and JWT secret, to print them again")
-    async def tenant_keys(self, platform: Platform, ref: str) -> TenantKeysResponse:
+    @get(
+        "/tenants/{ref:str}/keys",
+        summary="A tenant's keys and JWT secret, to print them again",
+        responses=error_responses(401, 404, 500, 503),
+    )
+    async def tenant_keys(self, platform: Platform, ref: str) -> TenantKeys:
         tenant = await platform.get_tenant(ref)
-        return TenantKeysResponse(
+        return TenantKeys(
             ref=tenant.ref,
             anon_key=tenant.anon_key,
             service_role_key=tenant.service_role_key,
             jwt_secret=tenant.jwt_secret,
         )
 
-    @post("/init/mem-schema", status_code=HTTP_200_OK, summary="Create or update the mem schema (idempotent)")
+    @post(
+        "/init/mem-schema",
+        status_code=HTTP_200_OK,
+        summary="Create or update the mem schema (idempotent)",
+        responses=error_responses(400, 401, 404, 409, 500, 503),
+    )
     async def init_mem_schema(
         self, platform: Platform, db_key: str | None = Parameter(query="dbKey", default=None)
-    ) -> dict[str, Any]:
+    ) -> SchemaInitResults:
         if db_key is not None:
             results = [await platform.init_mem_schema(db_key)]
         else:
             results = await platform.init_all_mem_schemas()
-        return {"tenants": [r.as_dict() for r in results]}
+        return msgspec.convert({"tenants": [r.as_dict() for r in results]}, SchemaInitResults)

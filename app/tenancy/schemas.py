@@ -13,11 +13,3 @@ class CreateTenantRequest(msgspec.Struct, omit_defaults=True):
     jwks_url: str | None = None
     jwks: dict[str, Any] | None = None
 
-
-class TenantKeysResponse(msgspec.Struct):
-    """A tenant's API keys and the secret that signs them (and its users' HS256 JWTs)."""
-
-    ref: str
-    anon_key: str
-    service_role_key: str
-    jwt_secret: str

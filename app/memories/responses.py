@@ -1,0 +1,86 @@
+"""Response bodies of the /mem/v1 memory routes (requests are in `schemas`).
+
+Keys that only some answers carry are `UNSET`, so they are absent, never null, as they
+have always been.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+from msgspec import UNSET, UnsetType
+
+from app.core.views import Memory
+
+
+class AddResult(msgspec.Struct, omit_defaults=True):
+    """What an add did with one fact: ADD, UPDATE, DELETE, or NONE (already known)."""
+
+    # Null only for a NONE on a text that matches nothing stored.
+    id: str | None
+    memory: str
+    event: Literal["ADD", "UPDATE", "DELETE", "NONE"]
+    previous_memory: str | UnsetType = UNSET  # UPDATE only
+    memory_type: str | UnsetType = UNSET  # ADD and UPDATE
+
+
+class Skipped(msgspec.Struct, omit_defaults=True, kw_only=True):
+    """A decision the add did not apply, and why: by its index in the model's answer, or by text."""
+
+    index: int | UnsetType | None = UNSET
+    text: str | UnsetType = UNSET
+    reason: str
+
+
+class AddResponse(msgspec.Struct, omit_defaults=True):
+    results: list[AddResult]
+    skipped: list[Skipped] | UnsetType = UNSET
+    notes: list[str] | UnsetType = UNSET
+
+
+class MemoryPage(msgspec.Struct):
+    results: list[Memory]
+    total: int
+    page: int
+    page_size: int
+
+
+class DeletedMany(msgspec.Struct):
+    message: str
+    deleted: int
+
+
+class Last24h(msgspec.Struct):
+    adds: int
+    updates: int
+    deletes: int
+
+
+class UserCount(msgspec.Struct):
+    user_id: str
+    memories: int
+
+
+class Stats(msgspec.Struct, omit_defaults=True):
+    memories: int
+    entities: int
+    last_24h: Last24h
+    top_users: list[UserCount] | UnsetType = UNSET  # service_role only
+
+
+class MemoryConfig(msgspec.Struct):
+    """The tenant's memory settings: fixed at init, effective values, and its own overrides."""
+
+    embedding_dimensions: int
+    fts_config: str
+    embedding_provider: str
+    embedding_model: str
+    chat_provider: str
+    settings: dict[str, Any]
+    overrides: dict[str, Any]
+    updated_at: str
+
+
+class ResetDone(msgspec.Struct):
+    message: str

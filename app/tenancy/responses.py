@@ -1,0 +1,56 @@
+"""Response bodies of the platform admin routes.
+
+The routes convert the platform's own views (`Tenant.public_view`, `SchemaInitResult.as_dict`)
+into these, so what is public about a tenant stays defined in one place.
+"""
+
+from __future__ import annotations
+
+import msgspec
+from msgspec import UNSET, UnsetType
+
+
+class TenantView(msgspec.Struct):
+    """A tenant as the admin API shows it: no secrets."""
+
+    ref: str
+    name: str
+    status: str
+    database: str
+    embedding_dimensions: int | None
+    fts_config: str | None
+    mem_schema_version: int | None
+    created_at: str
+
+
+class CreatedTenant(TenantView):
+    """The only answer that carries the tenant's keys and JWT secret: store them now."""
+
+    anon_key: str
+    service_role_key: str
+    jwt_secret: str
+
+
+class TenantKeys(msgspec.Struct):
+    """A tenant's API keys and the secret that signs them (and its users' HS256 JWTs): admin only."""
+
+    ref: str
+    anon_key: str
+    service_role_key: str
+    jwt_secret: str
+
+
+class TenantList(msgspec.Struct):
+    tenants: list[TenantView]
+
+
+class SchemaInitView(msgspec.Struct, omit_defaults=True):
+    ref: str
+    status: str  # "ok" or "error"
+    schema_version: int | None
+    applied: list[str] | UnsetType = UNSET  # the migration files this run applied, when any
+    message: str | UnsetType = UNSET  # why it failed
+
+
+class SchemaInitResults(msgspec.Struct):
+    tenants: list[SchemaInitView]
