@@ -12,4 +12,3 @@ class CreateTenantRequest(msgspec.Struct, omit_defaults=True):
     ref: str | None = None
     jwks_url: str | None = None
     jwks: dict[str, Any] | None = None
-

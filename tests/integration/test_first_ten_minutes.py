@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,16 +94,31 @@ class Served:
         return "".join(self.stdout_lines)
 
 
+async def _drop_demo_tenant_database(conn: asyncpg.Connection) -> None:
+    # A tenant's database and roles are named by its ref on the whole server (mem_demo), so
+    # every `serve` on the test server shares the demo tenant's: start and leave it fresh,
+    # for this module and for test_scripted_session.
+    await conn.execute("DROP DATABASE IF EXISTS mem_demo WITH (FORCE)")
+    await conn.execute("DROP ROLE IF EXISTS mem_app_demo")
+    await conn.execute("DROP ROLE IF EXISTS mem_owner_demo")
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def server_database_url(database_url: str) -> str:
-    """A database of its own on the test server, for the module's control plane."""
+async def server_database_url(database_url: str) -> AsyncIterator[str]:
+    """A control-plane database of its own on the test server, and a fresh demo tenant."""
     name = f"memory_newcomer_{secrets.token_hex(4)}"
     conn = await asyncpg.connect(database_url)
     try:
+        await _drop_demo_tenant_database(conn)
         await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
         await conn.close()
-    return with_database(database_url, name)
+    yield with_database(database_url, name)
+    conn = await asyncpg.connect(database_url)
+    try:
+        await _drop_demo_tenant_database(conn)
+    finally:
+        await conn.close()
 
 
 @pytest.fixture(scope="module")
@@ -168,7 +183,7 @@ def test_the_banner_curl_carries_a_service_role_key_the_server_accepts(served: S
     r = httpx.post(
         f"{served.url}/mem/v1/memories",
         headers={"apikey": curl_key},
-        json={"messages": "I prefer TypeScript", "user_id": "alice"},
+        json={"messages": "I prefer TypeScript", "user_id": "newcomer-" + secrets.token_hex(4)},
     )
     assert r.status_code == 200, r.text
 
@@ -213,7 +228,7 @@ def test_status_json_describes_the_running_server(served: Served) -> None:
     assert status["service_role_key"] in served.stdout, "the same keys as the banner"
     r = httpx.get(
         f"{served.url}/mem/v1/memories",
-        params={"user_id": "alice"},
+        params={"user_id": "newcomer"},
         headers={"apikey": status["service_role_key"]},
     )
     assert r.status_code == 200, r.text
