@@ -48,7 +48,7 @@ class AdminController(Controller):
     @get(
         "/tenants/{ref:str}/keys",
         summary="A tenant's keys and JWT secret, to print them again",
-        responses=error_responses(401, 404, 500, 503),
+        responses=error_responses(400, 401, 404, 500, 503),
     )
     async def tenant_keys(self, platform: Platform, ref: str) -> TenantKeys:
         tenant = await platform.get_tenant(ref)
