@@ -1,9 +1,14 @@
 # Memory: `make run` starts the service, `make test` sets up and runs the tests.
 SHELL := /bin/bash
-PYTHON ?= python3
+# Memory runs on Python 3.11 (pyproject.toml: >=3.11,<3.12). Pick another interpreter with
+# `make setup PYTHON=/path/to/python3.11`.
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || echo python3)
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# Two stamps: `make run` needs the service's dependencies only, `make test` the dev tools too.
+RUNTIME_STAMP := $(VENV)/.installed-runtime
+DEV_STAMP := $(VENV)/.installed-dev
+IS_PY311 := import sys; sys.exit(sys.version_info[:2] != (3, 11))
 
 .DEFAULT_GOAL := help
 
@@ -11,23 +16,37 @@ STAMP := $(VENV)/.installed
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+# A .venv whose interpreter is not 3.11 (made by another Python, or whose Python is gone) is
+# rebuilt, never trusted: its stamps would otherwise report success over a broken install.
+ifneq ($(shell $(BIN)/python -c '$(IS_PY311)' 2>/dev/null && echo ok),ok)
+.PHONY: $(RUNTIME_STAMP)
+endif
+
+$(RUNTIME_STAMP): pyproject.toml
+	@$(PYTHON) -c '$(IS_PY311)' 2>/dev/null || { \
+	  echo "error: Memory needs Python 3.11, and PYTHON=$(PYTHON) is $$($(PYTHON) -V 2>/dev/null || echo 'not found')." >&2; \
+	  echo "       Install Python 3.11, then: make setup PYTHON=python3.11 (or its full path)." >&2; exit 1; }
+	@$(BIN)/python -c '$(IS_PY311)' 2>/dev/null || rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch==2.13.0 (CPU) is pinned in pyproject.toml; pip finds it on this machine's disk.
+	$(BIN)/pip install --quiet -e .
+	touch $(RUNTIME_STAMP)
+
+$(DEV_STAMP): $(RUNTIME_STAMP)
 	$(BIN)/pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	touch $(DEV_STAMP)
 
 .PHONY: setup
-setup: $(STAMP) ## Create .venv and install pinned dependencies
+setup: $(DEV_STAMP) ## Create .venv (Python 3.11; PYTHON=... picks it) with the service and the dev tools
 
 .PHONY: run
-run: setup ## Start the service (embedded PostgreSQL unless DATABASE_URL is set) and print the demo keys
+run: $(RUNTIME_STAMP) ## Start the service (embedded PostgreSQL unless DATABASE_URL is set); prints the demo keys once it answers
 	$(BIN)/python -m app serve
 
 .PHONY: status
-status: setup ## Print the API URL and demo keys as JSON
-	@$(BIN)/python -m app status --json
+status: $(RUNTIME_STAMP) ## Ask the running server (PORT, or URL=...) for its API URL and demo keys, as JSON
+	@$(BIN)/python -m app status --json $(if $(URL),--url $(URL))
 
 .PHONY: test
 test: lint ## The full gate: lint (ruff, format, mypy --strict, import contracts), then every test

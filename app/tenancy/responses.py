@@ -31,6 +31,15 @@ class CreatedTenant(TenantView):
     jwt_secret: str
 
 
+class TenantKeys(msgspec.Struct):
+    """A tenant's API keys and the secret that signs them (and its users' HS256 JWTs): admin only."""
+
+    ref: str
+    anon_key: str
+    service_role_key: str
+    jwt_secret: str
+
+
 class TenantList(msgspec.Struct):
     tenants: list[TenantView]
 

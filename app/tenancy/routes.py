@@ -10,7 +10,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 from app.http.bodies import StrictBody
 from app.http.errors import error_responses
 from app.http.openapi import ADMIN_SECURITY
-from app.tenancy.responses import CreatedTenant, SchemaInitResults, TenantList
+from app.tenancy.responses import CreatedTenant, SchemaInitResults, TenantKeys, TenantList
 from app.tenancy.schemas import CreateTenantRequest
 from app.tenancy.service import Platform
 
@@ -45,6 +45,20 @@ class AdminController(Controller):
     async def list_tenants(self, platform: Platform) -> TenantList:
         tenants = await platform.list_tenants()
         return msgspec.convert({"tenants": [t.public_view() for t in tenants]}, TenantList)
+
+    @get(
+        "/tenants/{ref:str}/keys",
+        summary="A tenant's keys and JWT secret, to print them again",
+        responses=error_responses(400, 401, 404, 500, 503),
+    )
+    async def tenant_keys(self, platform: Platform, ref: str) -> TenantKeys:
+        tenant = await platform.get_tenant(ref)
+        return TenantKeys(
+            ref=tenant.ref,
+            anon_key=tenant.anon_key,
+            service_role_key=tenant.service_role_key,
+            jwt_secret=tenant.jwt_secret,
+        )
 
     @post(
         "/init/mem-schema",

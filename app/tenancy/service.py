@@ -57,6 +57,10 @@ class Platform:
     async def find_tenant(self, ref: str) -> Tenant | None:
         return await self.registry.find(ref)
 
+    async def get_tenant(self, ref: str) -> Tenant:
+        """The tenant, or TenantNotFound (404)."""
+        return await self.registry.get(ref)
+
     async def list_tenants(self) -> list[Tenant]:
         return await self.registry.list_all()
 

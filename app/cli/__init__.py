@@ -1,0 +1,1 @@
+"""The command line: `serve` runs the service; `status` and `tenant` talk to a running one over HTTP."""
