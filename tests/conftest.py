@@ -28,7 +28,7 @@ from app.db.dsn import with_database
 from app.runtime import Runtime
 from app.settings import MemSettings, Settings
 from app.tenancy.models import Tenant
-from tests.fakes.provider_server import FakeProviderServer
+from testsupport.provider_server import FakeProviderServer
 
 ADMIN_KEY = "test-admin-key-" + "x" * 24
 DIMS = 384

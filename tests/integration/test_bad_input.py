@@ -15,7 +15,7 @@ import pytest_asyncio
 from app.core.schemas import MAX_MEMORY_CHARS
 from app.runtime import Runtime
 from tests.conftest import ADMIN_KEY, TenantKeys, add, new_tenant, table_counts
-from tests.fakes.provider_server import FakeProviderServer
+from testsupport.provider_server import FakeProviderServer
 
 CODE = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
 ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}

@@ -15,7 +15,7 @@ from structlog.testing import capture_logs
 from app.errors import AppError, BadRequest, ProviderError, ProviderTimeout, ProviderUnavailable
 from app.providers.chat import JSON_INSTRUCTION, ChatProvider, build_chat_provider
 from app.settings import MemSettings, SettingsError
-from tests.fakes.provider_server import FakeProviderServer, Fault
+from testsupport.provider_server import FakeProviderServer, Fault
 
 KINDS = ["openai", "generic", "anthropic"]
 FAMILY = {"openai": "chat", "generic": "chat", "anthropic": "anthropic"}

@@ -17,7 +17,7 @@ import pytest_asyncio
 from app.asgi import build_runtime, close_runtime, create_app
 from app.runtime import Runtime
 from tests.conftest import TenantKeys, add, make_settings, new_tenant, table_counts, tenant_conn
-from tests.fakes.provider_server import FakeProviderServer, Fault
+from testsupport.provider_server import FakeProviderServer, Fault
 
 PROVIDERS = ("openai", "anthropic", "generic")
 

@@ -15,7 +15,7 @@ import pytest_asyncio
 from app.asgi import build_runtime, close_runtime, create_app
 from app.runtime import Runtime
 from tests.conftest import TenantKeys, add, make_settings, new_tenant, table_counts
-from tests.fakes.provider_server import FakeProviderServer, Fault
+from testsupport.provider_server import FakeProviderServer, Fault
 
 CODE = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
 MEM = "/mem/v1/memories"

@@ -23,7 +23,7 @@ import pytest_asyncio
 from app.core.retrieval.service import W_ENTITY, W_KEYWORD, W_SEMANTIC
 from app.runtime import Runtime
 from tests.conftest import DIMS, TenantKeys, new_tenant, tenant_conn
-from tests.fakes.provider_server import FakeProviderServer, fake_embedding
+from testsupport.provider_server import FakeProviderServer, fake_embedding
 
 MEM = "/mem/v1"
 BREAKDOWN_KEYS = {"semantic", "keyword", "entity"}

@@ -13,7 +13,7 @@ import httpx
 import openai
 import pytest
 
-from tests.fakes.provider_server import FakeProviderServer, Fault, fake_embedding
+from testsupport.provider_server import FakeProviderServer, Fault, fake_embedding
 
 USER_HI = [{"role": "user", "content": "hi"}]
 
