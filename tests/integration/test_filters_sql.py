@@ -1,15 +1,15 @@
 """The compiled filters run on a real PostgreSQL and select exactly the expected rows.
 
-The rows live in a scratch database on the session's server (the `database_url` fixture), so
-this module needs no server of its own.
+The rows live in mem.memories of a tenant of the session (the real migrations, not a schema of
+the test's own); row n has the id UUID(int=n), so the cases can name rows by number.
 """
 
 from __future__ import annotations
 
 import json
-import secrets
-from collections.abc import AsyncIterator, Set
+from collections.abc import Set
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 import pytest
@@ -17,22 +17,10 @@ import pytest_asyncio
 
 from app.core.filters import compile_filters
 from app.db.dsn import with_database
+from app.runtime import Runtime
+from tests.conftest import new_tenant
 
 ALL_IDS = frozenset(range(1, 9))
-
-SCHEMA = """
-CREATE SCHEMA mem;
-CREATE TABLE mem.memories (
-    id int PRIMARY KEY,
-    user_id text NOT NULL,
-    agent_id text,
-    run_id text,
-    memory_type text NOT NULL,
-    created_at timestamptz NOT NULL,
-    updated_at timestamptz NOT NULL,
-    metadata jsonb NOT NULL DEFAULT '{}'
-);
-"""
 
 # id, user_id, agent_id, run_id, memory_type, created_at, metadata; updated_at is created_at + 1 day.
 ROWS: list[tuple[int, str, str | None, str | None, str, str, dict[str, Any]]] = [
@@ -111,45 +99,35 @@ CASES: list[tuple[str, dict[str, Any], Set[int]]] = [
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def database_uri(database_url: str) -> AsyncIterator[str]:
-    """A scratch database for the module on the session's server, seeded with ROWS."""
-    name = f"filters_sql_{secrets.token_hex(4)}"
-    admin = await asyncpg.connect(database_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    uri = with_database(database_url, name)
-    try:
-        await seed(uri)
-        yield uri
-    finally:
-        admin = await asyncpg.connect(database_url)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+async def database_uri(runtime: Runtime) -> str:
+    """A superuser DSN to the database of a tenant for the module, seeded with ROWS."""
+    keys = await new_tenant(runtime, "Filters SQL")
+    uri = with_database(runtime.platform.server_dsn, keys.tenant.db_name)
+    await seed(uri)
+    return uri
 
 
 async def seed(uri: str) -> None:
-    """Create mem.memories and insert ROWS."""
+    """Insert ROWS into the tenant's mem.memories; text, hash and embedding only fill NOT NULLs."""
     connection = await asyncpg.connect(uri)
     try:
-        await connection.execute(SCHEMA)
         await connection.executemany(
-            "INSERT INTO mem.memories VALUES ($1, $2, $3, $4, $5, $6::text::timestamptz,"
-            " $6::text::timestamptz + interval '1 day', $7::text::jsonb)",
-            [(*row[:6], json.dumps(row[6])) for row in ROWS],
+            "INSERT INTO mem.memories (id, user_id, agent_id, run_id, memory_type, created_at, updated_at,"
+            " metadata, memory, hash, embedding)"
+            " VALUES ($1, $2, $3, $4, $5, $6::text::timestamptz, $6::text::timestamptz + interval '1 day',"
+            " $7::text::jsonb, 'row ' || $8::text, 'hash ' || $8::text,"
+            " array_fill(1, ARRAY[(SELECT embedding_dims FROM mem.config)])::real[]::public.vector)",
+            [(UUID(int=row[0]), *row[1:6], json.dumps(row[6]), str(row[0])) for row in ROWS],
         )
     finally:
         await connection.close()
 
 
 async def select_ids(uri: str, sql: str, params: list[Any]) -> set[int]:
-    """Run one SELECT and return the ids it finds."""
+    """Run one SELECT and return the numbers of the rows it finds."""
     connection = await asyncpg.connect(uri)
     try:
-        return {record["id"] for record in await connection.fetch(sql, *params)}
+        return {record["id"].int for record in await connection.fetch(sql, *params)}
     finally:
         await connection.close()
 

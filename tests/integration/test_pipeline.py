@@ -20,6 +20,9 @@ from tests.conftest import TenantKeys, add, make_settings, new_tenant, table_cou
 from testsupport.provider_server import FakeProviderServer, Fault
 
 PROVIDERS = ("openai", "anthropic", "generic")
+# Long enough for the fake on 127.0.0.1 under a loaded machine; the timeout test waits it out,
+# so a shorter one keeps that test quick (it waited 5 s per provider with the default).
+PROVIDER_TIMEOUT = 1.0
 
 
 def _family(provider: str) -> str:
@@ -39,7 +42,7 @@ async def _stack(
         chat_base_url=base,
         chat_api_key="test",
         chat_model="fake-chat",
-        **mem,
+        **{"provider_timeout_seconds": PROVIDER_TIMEOUT, **mem},
     )
     runtime = await build_runtime(settings)
     app = create_app(settings, runtime=runtime)
@@ -333,7 +336,7 @@ async def test_the_session_window_is_recorded_and_shown_to_the_model_next_time(s
         (Fault(status=500), 502, "provider_error"),
         (Fault(status=429, retry_after=1), 503, "provider_rate_limited"),
         (Fault(body=b"<html>oops</html>", status=200), 502, "provider_error"),
-        (Fault(delay=7.0), 504, "provider_timeout"),
+        (Fault(delay=PROVIDER_TIMEOUT * 4), 504, "provider_timeout"),
     ],
 )
 async def test_provider_failures_answer_5xx_and_leave_the_database_as_it_was(
