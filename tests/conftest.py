@@ -19,6 +19,7 @@ import secrets
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,7 +55,7 @@ def database_url() -> Iterator[str]:
 
         with PostgresContainer("pgvector/pgvector:pg17", driver=None) as pg:
             url = pg.get_connection_url()
-            asyncio.run(_without_durability(url))
+            _without_durability(url)
             yield url
         return
     from app.db.embedded import start_embedded
@@ -62,7 +63,7 @@ def database_url() -> Iterator[str]:
     with tempfile.TemporaryDirectory(prefix="memory-test-", dir=_memory_backed_tmp()) as tmp:
         embedded = start_embedded(Path(tmp), delete_on_stop=True)
         try:
-            asyncio.run(_without_durability(embedded.dsn))
+            _without_durability(embedded.dsn)
             yield embedded.dsn
         finally:
             embedded.stop()
@@ -79,13 +80,19 @@ def _memory_backed_tmp() -> str | None:
     return None
 
 
-async def _without_durability(dsn: str) -> None:
+def _without_durability(dsn: str) -> None:
     """Trade crash safety for speed on a throwaway server: no fsync, no full-page writes.
 
     With fsync on, every CREATE and DROP DATABASE waits for a checkpoint to reach the disk
     (about 1.7 s per DROP on this machine). A test server that crashes is thrown away anyway.
     Only servers the session started itself are changed, never MEMORY_TEST_DATABASE_URL.
+    Runs on a thread of its own: the fixture may be set up while the session's loop runs.
     """
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, _alter_system_off(dsn)).result()
+
+
+async def _alter_system_off(dsn: str) -> None:
     conn = await asyncpg.connect(dsn)
     try:
         for setting in ("fsync", "full_page_writes", "synchronous_commit"):
@@ -180,31 +187,45 @@ async def _drop_tenants_but(runtime: Runtime, keep: set[str]) -> None:
             await drop_tenant(runtime.platform, tenant)
 
 
+def _runtime_if_used(request: pytest.FixtureRequest) -> Runtime | None:
+    # A plain (sync) fixture asks for the runtime: an async one cannot start another async
+    # fixture (the session runtime) from inside its own coroutine.
+    return request.getfixturevalue("runtime") if "platform_dsn" in request.fixturenames else None
+
+
+@pytest.fixture(scope="module")
+def _module_runtime(request: pytest.FixtureRequest) -> Runtime | None:
+    return _runtime_if_used(request)
+
+
+@pytest.fixture
+def _test_runtime(request: pytest.FixtureRequest) -> Runtime | None:
+    return _runtime_if_used(request)
+
+
 @pytest_asyncio.fixture(autouse=True, scope="module", loop_scope="session")
-async def _drop_module_tenants(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+async def _drop_module_tenants(_module_runtime: Runtime | None) -> AsyncIterator[None]:
     """Tenants that a module's fixtures created are dropped when the module is done."""
-    if "platform_dsn" not in request.fixturenames:
+    if _module_runtime is None:
         yield
         return
-    runtime: Runtime = request.getfixturevalue("runtime")
-    before = await _tenant_refs(runtime)
+    before = await _tenant_refs(_module_runtime)
     yield
-    await _drop_tenants_but(runtime, before)
+    await _drop_tenants_but(_module_runtime, before)
 
 
 @pytest_asyncio.fixture(autouse=True, loop_scope="session")
-async def _drop_test_tenants(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+async def _drop_test_tenants(_test_runtime: Runtime | None) -> AsyncIterator[None]:
     """Tenants that a test or its function fixtures created are dropped after it.
 
     Module and session fixtures are set up before this one, so their tenants are kept.
     """
-    if "platform_dsn" not in request.fixturenames:
+    if _test_runtime is None:
         yield
         return
-    runtime: Runtime = request.getfixturevalue("runtime")
-    before = await _tenant_refs(runtime)
+    before = await _tenant_refs(_test_runtime)
     yield
-    await _drop_tenants_but(runtime, before)
+    await _drop_tenants_but(_test_runtime, before)
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
