@@ -3,13 +3,14 @@
 Every tenant still goes through the real `Platform.create_tenant`, so its roles, grants, keys and
 registry row are the product's own; the template only spares each tenant an empty database and
 a first run of the mem migrations. `create_tenant` keeps an existing database and existing roles
-(its DDL is idempotent: the same property the admin backfill relies on), so a copy made here
-beforehand is simply adopted, and the real migrations then run once more on it, which gives the
-tenant's app role its grants.
+(its DDL is idempotent), so a copy made here beforehand is adopted; the mem migrations then find
+every file applied (mem.schema_migrations came with the copy) and grants.sql, which runs on every
+init, gives the tenant's app role its privileges, exactly as for a fresh tenant.
 
 A copy starts out owned by the template's roles. Before create_tenant sees it, its objects are
-handed to the new tenant's owner role (REASSIGN OWNED) and the template roles' grants inside it
-are removed (DROP OWNED), so nothing in a tenant's database names another tenant's role.
+handed to the new tenant's owner role (REASSIGN OWNED), the template roles' privileges inside it
+are removed (DROP OWNED), and the owner gets what a fresh database gives it (prepare_mem_owner),
+so nothing in a tenant's database names another tenant's role.
 """
 
 from __future__ import annotations
@@ -56,9 +57,9 @@ class TenantTemplate:
             )
         finally:
             await conn.close()
-        async with self.platform.control.acquire() as cp:  # type: ignore[union-attr]
+        async with self.platform.control.pool.acquire() as cp:
             await repo.delete_tenant_row(cp, tenant.ref)
-        self.platform.forget(tenant.ref)
+        self.platform.registry.forget(tenant.ref)
         self.tenant = tenant
 
     def fits(self, platform: Platform) -> bool:
@@ -95,6 +96,7 @@ class TenantTemplate:
                         f'REASSIGN OWNED BY "{template.owner_role}" TO "{owner_role}";'
                         f' DROP OWNED BY "{template.owner_role}", "{template.app_role}"'
                     )
+                    await repo.prepare_mem_owner(copy, owner_role)
                 finally:
                     await copy.close()
                 tenant = await platform.create_tenant(name, ref=ref, **kwargs)
@@ -120,6 +122,6 @@ async def drop_tenant(platform: Platform, tenant: Tenant) -> None:
         )
     finally:
         await conn.close()
-    async with platform.control.acquire() as cp:  # type: ignore[union-attr]
+    async with platform.control.pool.acquire() as cp:
         await repo.delete_tenant_row(cp, tenant.ref)
-    platform.forget(tenant.ref)
+    platform.registry.forget(tenant.ref)

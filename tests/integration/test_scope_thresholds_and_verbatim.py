@@ -11,8 +11,8 @@ import pytest
 from app.auth.tokens import mint_api_key
 from app.runtime import Runtime
 from tests.conftest import TenantKeys, add, tenant_conn
-from tests.fakes.provider_server import FakeProviderServer
 from tests.integration.test_search import assert_error, at_similarity, axis, results
+from testsupport.provider_server import FakeProviderServer
 
 MEM = "/mem/v1"
 
