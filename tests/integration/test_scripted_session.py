@@ -4,38 +4,89 @@ embedder (all-MiniLM-L6-v2), and a scripted session over HTTP on 127.0.0.1."""
 from __future__ import annotations
 
 import json
+import os
+import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
+import pytest_asyncio
 
-from tests.integration.conftest import ServiceProcess
+from app.db.dsn import with_database
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def service_env(database_url: str) -> dict[str, str]:
+    name = f"memory_e2e_{secrets.token_hex(4)}"
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NUBASE_", "MEM_"))}
+    env.update(
+        DATABASE_URL=with_database(database_url, name),
+        HOST="127.0.0.1",
+        PORT=str(_free_port()),
+        MEM_ADMIN_KEY="e2e-admin-" + secrets.token_hex(16),
+        NUBASE_MEM_EMBEDDING_PROVIDER="local",
+        LOG_FORMAT="json",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
 @pytest.fixture
-def service(service_process: ServiceProcess) -> tuple[str, subprocess.Popen[bytes]]:
-    """The service process of the session (see conftest), once it answers /ready."""
-    url, proc = service_process.url, service_process.proc
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"the service exited early:\n{service_process.log_path.read_text()[-3000:]}")
+def service(service_env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    url = f"http://127.0.0.1:{service_env['PORT']}"
+    log = (tmp_path / "service.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app", "serve"],
+        cwd=ROOT,
+        env=service_env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                pytest.fail(f"the service exited early:\n{(tmp_path / 'service.log').read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.3)
+        else:
+            pytest.fail("the service did not become ready in 120 s")
+        yield url, proc
+    finally:
+        proc.send_signal(signal.SIGINT)
         try:
-            if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
-                return url, proc
-        except httpx.TransportError:
-            pass
-        time.sleep(0.3)
-    pytest.fail("the service did not become ready in 120 s")
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
 
 
-def test_a_scripted_session_against_the_running_service(service, service_env, service_process):
+def test_a_scripted_session_against_the_running_service(service, service_env, tmp_path):
     url, proc = service
     status = subprocess.run(
         [sys.executable, "-m", "app", "status", "--json"],
@@ -50,7 +101,7 @@ def test_a_scripted_session_against_the_running_service(service, service_env, se
     assert set(keys) >= {"api_url", "anon_key", "service_role_key", "jwt_secret", "admin_key"}
     assert keys["api_url"] == url
     assert keys["admin_key"] == service_env["MEM_ADMIN_KEY"]
-    banner = service_process.log_path.read_text()
+    banner = (tmp_path / "service.log").read_text()
     assert keys["service_role_key"] in banner and keys["anon_key"] in banner, "make run prints the keys"
 
     h = {"apikey": keys["service_role_key"]}
@@ -106,7 +157,7 @@ def test_a_scripted_session_against_the_running_service(service, service_env, se
 
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=30) == 0
-    log_text = service_process.log_path.read_text()
+    log_text = (tmp_path / "service.log").read_text()
     lines = [json.loads(line) for line in log_text.splitlines() if line.startswith("{")]
     finished = [line for line in lines if line.get("event") == "request_finished"]
     assert finished and all("request_id" in line and "duration_ms" in line for line in finished)
