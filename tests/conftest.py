@@ -43,6 +43,16 @@ ADMIN_KEY = "test-admin-key-" + "x" * 24
 DIMS = 384
 
 
+@pytest.hookimpl(wrapper=True)  # a wrapper: marks are in place before xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> Iterator[None]:
+    """Under pytest-xdist (`--dist loadgroup`, see pyproject) a module runs on one worker, so its
+    module fixtures are set up once; modules marked with one xdist_group share a worker."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
+    return (yield)
+
+
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
     """A superuser DSN to a database on a server with pgvector; tests get their own database on it."""

@@ -30,6 +30,9 @@ from app.cli.main import build_parser
 from app.db.dsn import with_database
 
 ROOT = Path(__file__).resolve().parents[2]
+# Every `serve` on one server shares the demo tenant's database (mem_demo): under pytest-xdist
+# the modules that start one run on the same worker, one after another.
+pytestmark = pytest.mark.xdist_group("serve")
 BANNER = "Memory is running."
 START_SECONDS = 120
 # Variables of the developer's shell that would change what the child does.

@@ -22,6 +22,9 @@ import pytest_asyncio
 from app.db.dsn import with_database
 
 ROOT = Path(__file__).resolve().parents[2]
+# Every `serve` on one server shares the demo tenant's database (mem_demo): under pytest-xdist
+# the modules that start one run on the same worker, one after another.
+pytestmark = pytest.mark.xdist_group("serve")
 
 
 def _free_port() -> int:
