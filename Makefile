@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.installed-bench
 
 .DEFAULT_GOAL := help
 
@@ -21,6 +22,11 @@ $(STAMP): pyproject.toml
 .PHONY: setup
 setup: $(STAMP) ## Create .venv and install pinned dependencies
 
+# The bench extra on top of setup; redone whenever setup is (pyproject.toml changed).
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
 .PHONY: run
 run: setup ## Start the service (embedded PostgreSQL unless DATABASE_URL is set) and print the demo keys
 	$(BIN)/python -m app serve
@@ -35,20 +41,20 @@ test: setup ## Check the layering and run every test against a real PostgreSQL w
 	$(BIN)/python -m pytest -q
 
 .PHONY: bench
-bench: setup ## Benchmarks: LoCoMo recall and search latency (writes bench/results/)
+bench: $(BENCH_STAMP) ## Benchmarks: LoCoMo recall and search latency (writes bench/results/)
 	$(BIN)/python -m bench
 
 .PHONY: lint
 lint: setup ## ruff, mypy and the import contracts
-	$(BIN)/ruff check app tests
-	$(BIN)/ruff format --check app tests
+	$(BIN)/ruff check app tests bench
+	$(BIN)/ruff format --check app tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
 .PHONY: fmt
 fmt: setup ## Format and autofix
-	$(BIN)/ruff format app tests
-	$(BIN)/ruff check --fix app tests
+	$(BIN)/ruff format app tests bench
+	$(BIN)/ruff check --fix app tests bench
 
 .PHONY: clean
 clean: ## Remove the virtualenv and local data (the embedded databases included)
