@@ -116,17 +116,20 @@ async def run(args: argparse.Namespace, results: dict[str, Any]) -> None:
     if do_latency:
         # Setup first, before the service starts: the corpus and its vectors (cached on disk).
         t = time.monotonic()
-        embedder = corpus.Embedder()
+        embedder = await corpus.CorpusEmbedder.start()
         n = max([*args.sizes, args.big_user])
-        texts, vectors = corpus.embeddings(args.seed, n, embedder)
-        queries = corpus.make_queries(args.seed, args.distinct_queries)
-        qvecs = corpus.query_embeddings(args.seed, queries, embedder)
+        try:
+            texts, vectors = await corpus.embeddings(args.seed, n, embedder)
+            queries = corpus.make_queries(args.seed, args.distinct_queries)
+            qvecs = await corpus.query_embeddings(args.seed, queries, embedder)
+        finally:
+            await embedder.close()
         prepared = {"texts": texts, "vectors": vectors, "queries": queries, "qvecs": qvecs}
         results["latency"] = {
             "corpus": {
                 "seed": args.seed,
                 "version": corpus.corpus_version(),
-                "model": corpus.MODEL,
+                "model": embedder.model,
                 "sentences": n,
                 "distinct_queries": len(queries),
                 "prepare_seconds": round(time.monotonic() - t, 2),

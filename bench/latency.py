@@ -13,11 +13,13 @@ from typing import Any
 
 import asyncpg
 import numpy as np
+import numpy.typing as npt
 
 from app.db.pools import init_connection
+from app.memories.writer import content_hash
 from bench import metrics
 from bench.client import new_client, run_bounded, summarise
-from bench.corpus import content_hash
+from bench.corpus import Matrix
 from bench.progress import Progress, log, percentiles
 from bench.service import Service, Tenant
 
@@ -37,7 +39,7 @@ class Case:
 
     label: str
     texts: list[str]
-    vectors: np.ndarray
+    vectors: Matrix
     user_ids: list[str]
     ids: list[str] | None = None
 
@@ -122,7 +124,9 @@ def _pairs(case: Case, queries: list[str], n: int, rng: random.Random) -> list[t
     return [(rng.choice(case.users), rng.randrange(len(queries))) for _ in range(n)]
 
 
-def exact_top(case: Case, user: str, qvec: np.ndarray, k: int = 10) -> tuple[list[int], np.ndarray]:
+def exact_top(
+    case: Case, user: str, qvec: npt.NDArray[np.float32], k: int = 10
+) -> tuple[list[int], npt.NDArray[np.float32]]:
     rows = case.user_rows[user]
     sims = case.vectors[rows] @ qvec
     order = np.argsort(-sims, kind="stable")[:k]
@@ -134,7 +138,7 @@ async def measure(
     tenant: Tenant,
     case: Case,
     queries: list[str],
-    qvecs: np.ndarray,
+    qvecs: Matrix,
     *,
     requests: int,
     concurrencies: list[int],
@@ -254,7 +258,7 @@ async def measure(
 
 
 async def db_floor(
-    service: Service, tenant: Tenant, case: Case, qvecs: np.ndarray, pairs: list[tuple[str, int]]
+    service: Service, tenant: Tenant, case: Case, qvecs: Matrix, pairs: list[tuple[str, int]]
 ) -> dict[str, Any]:
     """The owner-scoped exact scan the service runs, timed directly over asyncpg (no HTTP, no
     service): the floor that the server-side retrieval time can be compared with."""

@@ -20,7 +20,7 @@ DENSE_SIGNALS = ["semantic"]
 
 
 def load(path: Path, max_samples: int | None = None) -> list[dict[str, Any]]:
-    data = json.loads(path.read_text())
+    data: list[dict[str, Any]] = json.loads(path.read_text())
     return data[:max_samples] if max_samples else data
 
 
@@ -224,7 +224,7 @@ async def run(
             }
         out["runs"] = runs
 
-    fused, dense = runs.get("fused"), runs.get("dense")
+    fused, dense = runs["fused"], runs.get("dense")
     if dense is None:
         out["dense_note"] = "dense-only run skipped: the API rejected the `signals` field"
     else:

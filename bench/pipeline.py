@@ -1,7 +1,7 @@
 """infer=true against a fake LLM of fixed latency (0 ms and 300 ms): LLM calls per add,
 embedding calls per add, the service's own overhead per add, and adds/s at concurrency 16.
 
-The chat and embedding providers are the fake server of tests/fakes on 127.0.0.1 (the real
+The chat and embedding providers are the fake server of testsupport/ on 127.0.0.1 (the real
 `openai` client talks to it), so the counts are exact and the only model latency is the one
 injected: overhead = client latency - injected LLM latency.
 """
@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.client import new_client, run_bounded, summarise
-from bench.progress import log
+from bench.progress import log, percentiles
 from bench.service import start_managed
-from tests.fakes.provider_server import FakeProviderServer, Fault
+from testsupport.provider_server import FakeProviderServer, Fault
 
 LATENCIES_S = (0.0, 0.3)
 _MESSAGES = re.compile(r"NEW MESSAGES:\n(.*)$", re.DOTALL)
@@ -101,12 +101,8 @@ async def run(data_dir: Path, log_path: Path, *, adds: int, adds_c16: int, time_
                         (fake.count("embeddings") - embed_before) / done, 3
                     )
                     overhead = [s.client_ms - latency * 1000 for s in samples if s.ok]
-                    overhead.sort()
                     if overhead:
-                        summary["overhead_ms"] = {
-                            "p50": round(overhead[len(overhead) // 2], 2),
-                            "p95": round(overhead[min(len(overhead) - 1, int(len(overhead) * 0.95))], 2),
-                        }
+                        summary["overhead_ms"] = percentiles(overhead)
                     case[f"c{concurrency}"] = summary
                     log(
                         f"pipeline {label} c={concurrency}: {summary['ok']}/{n} ok, "

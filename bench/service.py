@@ -11,15 +11,18 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO
 
 import asyncpg
 import httpx
 import psutil
 
 from app.db.dsn import with_database
+from app.db.embedded import EmbeddedPostgres, start_embedded
+from app.tenancy import repo as tenancy_repo
 from bench.progress import log
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,15 +32,12 @@ ROOT = Path(__file__).resolve().parents[1]
 class Tenant:
     ref: str
     name: str
+    db_name: str
     service_role_key: str
 
     @property
     def headers(self) -> dict[str, str]:
         return {"apikey": self.service_role_key}
-
-    @property
-    def db_name(self) -> str:
-        return f"mem_{self.ref}"
 
 
 @dataclass
@@ -50,11 +50,10 @@ class Service:
     pid: int | None = None
     log_path: Path | None = None
     startup_seconds: float | None = None
-    tenants: list[Tenant] = field(default_factory=list)
-    _pg: Any = None
+    _pg: EmbeddedPostgres | None = None
     _proc: subprocess.Popen[bytes] | None = None
     _control_db: str | None = None
-    _log_file: Any = None
+    _log_file: IO[bytes] | None = None
 
     async def create_tenant(self, name: str) -> Tenant:
         async with httpx.AsyncClient(base_url=self.url, timeout=120) as client:
@@ -66,8 +65,9 @@ class Service:
         if r.status_code != 201:
             raise RuntimeError(f"creating tenant {name!r} failed: {r.status_code} {r.text[:500]}")
         body = r.json()
-        tenant = Tenant(ref=body["ref"], name=name, service_role_key=body["service_role_key"])
-        self.tenants.append(tenant)
+        tenant = Tenant(
+            ref=body["ref"], name=name, db_name=body["database"], service_role_key=body["service_role_key"]
+        )
         return tenant
 
     def tenant_dsn(self, tenant: Tenant) -> str:
@@ -121,15 +121,21 @@ class Service:
             self._pg = None
 
     async def _drop_databases(self) -> None:
-        assert self.server_dsn is not None
+        """Every tenant the control database knows (a half-created one too), then the control database."""
+        if self.server_dsn is None or self._control_db is None:
+            return
+        control = await asyncpg.connect(with_database(self.server_dsn, self._control_db))
+        try:
+            tenants = await tenancy_repo.list_tenants(control)
+        finally:
+            await control.close()
         conn = await asyncpg.connect(self.server_dsn)
         try:
-            for tenant in self.tenants:
-                await conn.execute(f'DROP DATABASE IF EXISTS "{tenant.db_name}" WITH (FORCE)')
-                for role in (f"mem_app_{tenant.ref}", f"mem_owner_{tenant.ref}"):
-                    await conn.execute(f'DROP ROLE IF EXISTS "{role}"')
-            if self._control_db:
-                await conn.execute(f'DROP DATABASE IF EXISTS "{self._control_db}" WITH (FORCE)')
+            for tenant in tenants:
+                await tenancy_repo.drop_database_and_roles(
+                    conn, db_name=tenant.db_name, roles=[tenant.app_role, tenant.owner_role]
+                )
+            await conn.execute(f'DROP DATABASE IF EXISTS "{self._control_db}" WITH (FORCE)')
         finally:
             await conn.close()
 
@@ -150,7 +156,7 @@ def _stop_process(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
-def _spawn(env: dict[str, str], log_path: Path) -> tuple[subprocess.Popen[bytes], Any]:
+def _spawn(env: dict[str, str], log_path: Path) -> tuple[subprocess.Popen[bytes], IO[bytes]]:
     log_file = log_path.open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "app", "serve"], cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT
@@ -158,12 +164,24 @@ def _spawn(env: dict[str, str], log_path: Path) -> tuple[subprocess.Popen[bytes]
     return proc, log_file
 
 
+def service_environ(extra_env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The managed service's environment, less where it listens and its database: ours without any
+    NUBASE_/MEM_ setting, the local embedder, then `extra_env`. The corpus embedder reads its
+    settings from the same environment, so its vectors are the ones the service computes."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NUBASE_", "MEM_"))}
+    env.update(NUBASE_MEM_EMBEDDING_PROVIDER="local", LOG_LEVEL="warning", PYTHONUNBUFFERED="1")
+    env.update(extra_env or {})
+    return env
+
+
 async def start_managed(
-    data_dir: Path, log_path: Path, *, ready_timeout: float = 180.0, extra_env: dict[str, str] | None = None
+    data_dir: Path,
+    log_path: Path,
+    *,
+    ready_timeout: float = 180.0,
+    extra_env: Mapping[str, str] | None = None,
 ) -> Service:
     """Embedded PostgreSQL in data_dir, a fresh control database, and `python -m app serve`."""
-    from app.db.embedded import start_embedded
-
     started = time.monotonic()
     log(f"service: starting the embedded PostgreSQL in {data_dir}")
     pg = await asyncio.to_thread(start_embedded, data_dir)
@@ -179,17 +197,13 @@ async def start_managed(
         port = _free_port()
         service.url = f"http://127.0.0.1:{port}"
         service.admin_key = "bench-admin-" + secrets.token_hex(16)
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("NUBASE_", "MEM_"))}
+        env = service_environ(extra_env)
         env.update(
             DATABASE_URL=with_database(pg.dsn, control_db),
             HOST="127.0.0.1",
             PORT=str(port),
             MEM_ADMIN_KEY=service.admin_key,
-            NUBASE_MEM_EMBEDDING_PROVIDER="local",
-            LOG_LEVEL="warning",
-            PYTHONUNBUFFERED="1",
         )
-        env.update(extra_env or {})
         log_path.parent.mkdir(parents=True, exist_ok=True)
         proc, log_file = await asyncio.to_thread(_spawn, env, log_path)
         service._proc, service._log_file = proc, log_file

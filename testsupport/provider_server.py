@@ -369,6 +369,7 @@ class FakeProviderServer:
         with self._lock:
             self._requests.append(record)
 
+        answer: _Answer | None
         if family is None:
             answer = _error_answer(None, 404, f"Unknown request URL: {method} {path}")
         elif method != "POST":
@@ -393,39 +394,48 @@ class FakeProviderServer:
             scripted = False
             script = self._scripts[family]
             if fault is None and script and isinstance(script[0], Fault):
-                fault = script.popleft()
-                scripted = True
+                head = script.popleft()
+                assert isinstance(head, Fault)
+                fault, scripted = head, True
 
         if not self._pause(latency + (fault.delay if fault else 0.0), generation):
             return None
         if fault is not None and fault.decides_answer:
             return _fault_answer(family, fault)
-
         try:
             if not isinstance(payload, dict):
                 raise _RequestError("We could not parse the JSON body of your request.")
             if family == "embeddings":
                 body = self._embeddings_response(payload)
             else:
-                reply = self._next_reply(family, payload, generation, use_script=not scripted)
-                if reply is None:
-                    return None
-                if isinstance(reply, Fault):
-                    # A scripted fault reached the head of the queue while this request was pausing.
-                    if not self._pause(reply.delay, generation):
-                        return None
-                    if reply.decides_answer:
-                        return _fault_answer(family, reply)
-                    fault = reply
-                    reply = self._next_reply(family, payload, generation, use_script=False)
-                    if reply is None:
-                        return None
-                assert not isinstance(reply, Fault)
-                body = self._chat_response(family, payload, reply)
+                outcome = self._chat_body(family, payload, generation, scripted)
+                if outcome is None or isinstance(outcome, _Answer):
+                    return outcome
+                body, fault = outcome[0], outcome[1] or fault
         except _RequestError as exc:
             return _error_answer(family, exc.status, str(exc), param=exc.param)
+        return self._with_fault(family, json.dumps(body).encode(), fault)
 
-        data = json.dumps(body).encode()
+    def _chat_body(
+        self, family: str, payload: dict[str, Any], generation: int, scripted: bool
+    ) -> tuple[dict[str, Any], Fault | None] | _Answer | None:
+        """A chat completion body (and the scripted fault that shapes it), a fault's answer, or None."""
+        fault: Fault | None = None
+        reply = self._next_reply(family, payload, generation, use_script=not scripted)
+        if isinstance(reply, Fault):
+            # A scripted fault reached the head of the queue while this request was pausing.
+            if not self._pause(reply.delay, generation):
+                return None
+            if reply.decides_answer:
+                return _fault_answer(family, reply)
+            fault = reply
+            reply = self._next_reply(family, payload, generation, use_script=False)
+        if reply is None:
+            return None
+        assert not isinstance(reply, Fault)
+        return self._chat_response(family, payload, reply), fault
+
+    def _with_fault(self, family: str, data: bytes, fault: Fault | None) -> _Answer:
         answer = _Answer(status=200, body=data, headers={_request_id_header(family): self._new_id("req")})
         if fault is not None:
             answer.status = fault.status or 200
