@@ -185,6 +185,8 @@ async def start_managed(
             HOST="127.0.0.1",
             PORT=str(port),
             MEM_ADMIN_KEY=service.admin_key,
+            # Off by default (it shows query-embedding cache hits); the bench reads it.
+            MEM_SERVER_TIMING="true",
             NUBASE_MEM_EMBEDDING_PROVIDER="local",
             LOG_LEVEL="warning",
             PYTHONUNBUFFERED="1",
