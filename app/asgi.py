@@ -19,7 +19,8 @@ from app.db.embedded import start_embedded
 from app.db.pools import TenantPools
 from app.entities.routes import EntityController
 from app.health.routes import health, ready
-from app.http.dependencies import admin_guard, app_dependencies
+from app.http.cors import CorsMiddleware
+from app.http.dependencies import admin_guard, app_dependencies, metrics_guard
 from app.http.errors import error_responses, exception_handlers
 from app.http.middleware import RequestContextMiddleware
 from app.http.openapi import SECURITY_SCHEMES, StrictStructSchemas
@@ -109,6 +110,11 @@ async def close_runtime(runtime: Runtime) -> None:
         runtime.embedded.stop()
 
 
+def _runtime(app: Litestar) -> Runtime:
+    runtime: Runtime = app.state["runtime"]
+    return runtime
+
+
 def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litestar:
     """Build the service. Pass a runtime to share one (tests); otherwise the app owns its own."""
     configure_logging(settings.log_format, settings.log_level)
@@ -128,7 +134,16 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litesta
             await close_runtime(rt)
 
     admin = Router(path="/", route_handlers=[AdminController], guards=[admin_guard])
-    handlers: list[Any] = [index, health, ready, admin, PrometheusController]
+    # /metrics counts every tenant's traffic: operator only. /docs is public unless
+    # MEM_PUBLIC_DOCS=false (it describes the API, the same everywhere, and holds no tenant data).
+    metrics = Router(path="/", route_handlers=[PrometheusController], guards=[metrics_guard])
+    docs = Router(
+        path="/docs",
+        route_handlers=[],
+        guards=[] if settings.public_docs else [admin_guard],
+        include_in_schema=False,
+    )
+    handlers: list[Any] = [index, health, ready, admin, metrics]
     if settings.mem.enabled:
         # With the module off, /mem/v1 does not exist: every path there is a 404.
         handlers += [MemoryController, SearchController, EntityController]
@@ -145,7 +160,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litesta
             title="Memory",
             version="0.1.0",
             description="Long-term memory for AI applications: the /mem/v1 API and platform admin.",
-            path="/docs",
+            openapi_router=docs,
             render_plugins=[SwaggerRenderPlugin()],
             components=Components(security_schemes=dict(SECURITY_SCHEMES)),
         ),
@@ -154,5 +169,8 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litesta
     )
     # Outside the router, not in `middleware=`: Litestar runs that list only for matched routes,
     # so unknown routes (404) and wrong methods (405) would go without an X-Request-Id.
-    app.asgi_handler = RequestContextMiddleware(app.asgi_handler)
+    # CORS sits inside it, so its refusals carry an X-Request-Id and are logged too.
+    app.asgi_handler = RequestContextMiddleware(
+        CorsMiddleware(app.asgi_handler, lambda: _runtime(app).platform, public_url=settings.public_url)
+    )
     return app

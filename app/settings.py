@@ -56,6 +56,9 @@ class MemSettings:
     search_entity_boost_enabled: bool = True
     search_signals: tuple[str, ...] = ("semantic", "keyword", "entity")
     search_fts_config: str = "simple"
+    # Server-Timing on search answers: off by default, since it shows a query-embedding cache hit
+    # (a side channel); the benchmark turns it on to see server time apart from the network.
+    server_timing: bool = False
     short_term_ttl_hours: float = 24.0
     session_window_size: int = 20
     history_enabled: bool = True
@@ -77,6 +80,12 @@ class Settings:
     max_pools: int = 100
     statement_timeout_ms: int = 15_000
     admin_key: str | None = field(default=None, repr=False)
+    # A scrape-only key for /metrics (Prometheus' `authorization` credentials), so the scraper
+    # need not hold the admin key; the admin key is accepted there too.
+    metrics_key: str | None = field(default=None, repr=False)
+    # /docs and /docs/openapi.json without a key. They describe the API, which is the same for
+    # every deployment and holds no tenant data; false puts them behind the admin key.
+    public_docs: bool = True
     log_format: str = "auto"
     log_level: str = "info"
     mem: MemSettings = field(default_factory=MemSettings)
@@ -142,6 +151,8 @@ _KEYS: list[tuple[str, str, Callable[[Any], Any], str | None]] = [
     ("database.max-pools", "max_pools", int, "MEM_MAX_POOLS"),
     ("database.statement-timeout-ms", "statement_timeout_ms", int, "MEM_STATEMENT_TIMEOUT_MS"),
     ("platform.admin-key", "admin_key", _optional_str, "MEM_ADMIN_KEY"),
+    ("platform.metrics-key", "metrics_key", _optional_str, "MEM_METRICS_KEY"),
+    ("server.public-docs", "public_docs", _bool, "MEM_PUBLIC_DOCS"),
     ("log.format", "log_format", str, "LOG_FORMAT"),
     ("log.level", "log_level", str, "LOG_LEVEL"),
     ("nubase.mem.enabled", "mem.enabled", _bool, None),
@@ -167,6 +178,7 @@ _KEYS: list[tuple[str, str, Callable[[Any], Any], str | None]] = [
     ("nubase.mem.search.entity-boost-enabled", "mem.search_entity_boost_enabled", _bool, None),
     ("nubase.mem.search.signals", "mem.search_signals", _signals, None),
     ("nubase.mem.search.fts-config", "mem.search_fts_config", str, None),
+    ("nubase.mem.search.server-timing", "mem.server_timing", _bool, "MEM_SERVER_TIMING"),
     ("nubase.mem.memory.short-term-ttl-hours", "mem.short_term_ttl_hours", float, None),
     ("nubase.mem.session.window-size", "mem.session_window_size", int, None),
     ("nubase.mem.history.enabled", "mem.history_enabled", _bool, None),
@@ -256,6 +268,7 @@ def load_settings(environ: Mapping[str, str] | None = None, config_dir: Path | N
         "ANTHROPIC_API_KEY" if mem.get("chat_provider") == "anthropic" else "OPENAI_API_KEY",
     )
     top["admin_key"] = top.get("admin_key") or _secret(environ, "MEM_ADMIN_KEY")
+    top["metrics_key"] = top.get("metrics_key") or _secret(environ, "MEM_METRICS_KEY")
     data_dir = top.get("data_dir")
     if isinstance(data_dir, Path) and not data_dir.is_absolute():
         top["data_dir"] = PROJECT_ROOT / data_dir

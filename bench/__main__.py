@@ -223,7 +223,10 @@ async def run_latency(
     if not any(
         m.get("server_timing_present") for c in out["cases"].values() for m in c.get("search", {}).values()
     ):
-        notes.append("no Server-Timing header on search responses: server-side times are null")
+        notes.append(
+            "no Server-Timing header on search responses (start the service with MEM_SERVER_TIMING=true): "
+            "server-side times are null"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -174,7 +174,7 @@ async def measure(
                 {"query": queries[q], "user_id": u, "top_k": 10}
                 for u, q in _pairs(case, queries, requests, rng)
             ]
-            before = await metrics.snapshot(service.url)
+            before = await metrics.snapshot(service.url, service.admin_key)
             samples, wall = await run_bounded(
                 client,
                 "/mem/v1/search",
@@ -186,7 +186,9 @@ async def measure(
             out["search"][f"c{c}"] = {
                 "concurrency": c,
                 **summarise(samples, wall, planned=len(bodies)),
-                "metrics_delta": metrics.delta(before, await metrics.snapshot(service.url)),
+                "metrics_delta": metrics.delta(
+                    before, await metrics.snapshot(service.url, service.admin_key)
+                ),
             }
 
         # Recall of the service's dense top-10 against exact cosine over the user's vectors.

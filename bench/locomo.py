@@ -152,7 +152,7 @@ async def run(
 
     async with new_client(service.url, tenant.headers, max(add_concurrency, 16)) as client:
         # 1. Store every turn, concurrently, over HTTP.
-        before = await metrics.snapshot(service.url)
+        before = await metrics.snapshot(service.url, service.admin_key)
         adds, wall = await run_bounded(
             client,
             "/mem/v1/memories",
@@ -175,7 +175,7 @@ async def run(
                 mem_dias[mem_id].add(dia)
         add_summary = summarise(adds, wall, planned=len(add_bodies))
         add_summary["metrics_delta"] = metrics.delta(
-            before, await metrics.snapshot(service.url), per=max(1, add_summary["ok"])
+            before, await metrics.snapshot(service.url, service.admin_key), per=max(1, add_summary["ok"])
         )
         add_summary.update(
             events=dict(events),
@@ -205,7 +205,7 @@ async def run(
         if out["signals"]["status"] != "rejected":
             modes.append(("dense", [{**b, "signals": DENSE_SIGNALS} for b in base]))
         for mode, bodies in modes:
-            before = await metrics.snapshot(service.url)
+            before = await metrics.snapshot(service.url, service.admin_key)
             samples, wall = await run_bounded(
                 client,
                 "/mem/v1/search",
@@ -216,7 +216,9 @@ async def run(
                 keep_body=True,
             )
             latency = summarise(samples, wall, planned=len(bodies))
-            latency["metrics_delta"] = metrics.delta(before, await metrics.snapshot(service.url))
+            latency["metrics_delta"] = metrics.delta(
+                before, await metrics.snapshot(service.url, service.admin_key)
+            )
             runs[mode] = {
                 **_recall(items, samples, mem_dias),
                 "latency": latency,

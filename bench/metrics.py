@@ -16,10 +16,12 @@ WATCHED = (
 )
 
 
-async def snapshot(url: str) -> dict[str, float]:
+async def snapshot(url: str, admin_key: str) -> dict[str, float]:
+    """/metrics is for the platform operator: it needs the admin key."""
     try:
         async with httpx.AsyncClient(timeout=10) as client:
-            text = (await client.get(f"{url}/metrics")).text
+            r = await client.get(f"{url}/metrics", headers={"Authorization": f"Bearer {admin_key}"})
+            text = r.text
     except httpx.HTTPError:
         return {}
     out: dict[str, float] = {}

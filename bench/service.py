@@ -203,6 +203,8 @@ async def start_managed(
             HOST="127.0.0.1",
             PORT=str(port),
             MEM_ADMIN_KEY=service.admin_key,
+            # Off by default (it shows query-embedding cache hits); the bench reads it.
+            MEM_SERVER_TIMING="true",
         )
         log_path.parent.mkdir(parents=True, exist_ok=True)
         proc, log_file = await asyncio.to_thread(_spawn, env, log_path)

@@ -140,12 +140,29 @@ async def provide_platform(request: Request[Any, Any, Any]) -> Platform:
     return runtime_of(request).platform
 
 
-def admin_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-    expected = runtime_of(connection).settings.admin_key
+def _bearer_is_one_of(connection: ASGIConnection[Any, Any, Any, Any], *keys: str | None) -> bool:
     token = _bearer(connection)
-    if not expected or token is None or not hmac.compare_digest(token.encode(), expected.encode()):
+    if token is None:
+        return False
+    # Every configured key is compared, so the time taken does not say which one matched.
+    matches = [hmac.compare_digest(token.encode(), key.encode()) for key in keys if key]
+    return any(matches)
+
+
+def admin_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    if not _bearer_is_one_of(connection, runtime_of(connection).settings.admin_key):
         raise Unauthorized(
             "Admin endpoints need 'Authorization: Bearer <platform admin key>'.", code="invalid_admin_key"
+        )
+
+
+def metrics_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """/metrics counts every tenant's traffic: the operator's (admin or scrape-only metrics) key only."""
+    settings = runtime_of(connection).settings
+    if not _bearer_is_one_of(connection, settings.admin_key, settings.metrics_key):
+        raise Unauthorized(
+            "/metrics needs 'Authorization: Bearer <platform admin key or MEM_METRICS_KEY>'.",
+            code="invalid_admin_key",
         )
 
 

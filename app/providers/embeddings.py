@@ -198,22 +198,31 @@ class OpenAIEmbedder:
 
 
 class QueryEmbeddingCache:
-    """A bounded LRU with TTL for query embeddings, keyed by model and exact text."""
+    """A bounded LRU with TTL for query embeddings, keyed by partition, model and exact text.
+
+    The partition is the caller's tenant (and signed-in user, see the search service): a hit is
+    much faster than a miss, so a cache shared across partitions would tell one caller whether
+    another searched an exact text. Within a partition, a hit only reveals the caller's own past.
+    """
 
     def __init__(self, embedder: Embedder, *, size: int, ttl_seconds: float) -> None:
         self.embedder = embedder
         self._size = size
         self._ttl = ttl_seconds
-        self._entries: OrderedDict[tuple[str, str], tuple[Vector, float]] = OrderedDict()
+        self._entries: OrderedDict[tuple[str, str, str], tuple[Vector, float]] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
 
-    async def embed_query(self, text: str) -> Vector:
-        key = (self.embedder.model, text)
+    async def embed_query(self, text: str, *, partition: str) -> Vector:
+        key = (partition, self.embedder.model, text)
         entry = self._entries.get(key)
         now = time.monotonic()
         if entry is not None and now - entry[1] < self._ttl:
             self._entries.move_to_end(key)
+            self.hits += 1
             EMBED_CACHE.labels("hit").inc()
             return entry[0]
+        self.misses += 1
         EMBED_CACHE.labels("miss").inc()
         (vector,) = await self.embedder.embed([text])
         if self._size > 0:

@@ -58,6 +58,9 @@ class SearchController(Controller):
         deps: MemoryDeps,
     ) -> Response[SearchResponse]:
         outcome = await service.search(db, auth, data, deps)
-        # Server-Timing lets clients (and the benchmark) see retrieval time apart from the network.
+        if not deps.settings.server_timing:
+            # Off by default: the embed time shows whether the query embedding was cached.
+            return Response(outcome.body)
+        # For benchmarks (MEM_SERVER_TIMING=true): retrieval time apart from the network.
         timing = ", ".join(f"{name};dur={ms:.3f}" for name, ms in outcome.timings_ms.items())
         return Response(outcome.body, headers={"Server-Timing": timing})

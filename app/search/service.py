@@ -52,6 +52,12 @@ def _checked_query(request: SearchRequest) -> str:
     return query
 
 
+def _cache_partition(scope: MemoryAuthScope, deps: MemoryDeps) -> str:
+    """Whose cached query embeddings this search may reuse: its tenant's, and for a signed-in
+    user only that user's, so a cache hit never tells a caller what someone else searched."""
+    return deps.tenant_ref if scope.is_service else f"{deps.tenant_ref}/user:{scope.user_id}"
+
+
 def _requested_top_k(request: SearchRequest, deps: MemoryDeps) -> int | None:
     top_k = request.top_k if request.top_k is not None else request.limit
     if top_k is not None and not 1 <= top_k <= deps.settings.search_max_top_k:
@@ -74,7 +80,7 @@ async def search(
     # never holds a pooled connection.
     started = time.perf_counter()
     deps.check_dimensions()
-    vector = await deps.query_cache.embed_query(query)
+    vector = await deps.query_cache.embed_query(query, partition=_cache_partition(scope, deps))
     embedded = time.perf_counter()
     config = await deps.config(db)
     if request.signals is None and not config.search_entity_boost_enabled:

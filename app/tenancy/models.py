@@ -29,6 +29,7 @@ class Tenant:
     fts_config: str | None
     mem_schema_version: int | None
     created_at: datetime
+    cors_origins: tuple[str, ...] = ()  # browser origins allowed to use this tenant's keys
 
     @property
     def has_mem_schema(self) -> bool:
@@ -45,6 +46,7 @@ class Tenant:
             "fts_config": self.fts_config,
             "mem_schema_version": self.mem_schema_version,
             "created_at": self.created_at.isoformat(),
+            "cors_origins": list(self.cors_origins),
         }
 
 
@@ -63,6 +65,7 @@ class NewTenant:
     jwks: dict[str, Any] | None
     anon_key: str
     service_role_key: str
+    cors_origins: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from app.tenancy import repo
 from app.tenancy.control import ControlPlane
 from app.tenancy.errors import InvalidTenant, TenantExists
 from app.tenancy.models import REF_PATTERN, NewTenant
+from app.tenancy.origins import normalize_origins
 
 log = structlog.get_logger(__name__)
 
@@ -30,6 +31,7 @@ def new_tenant(
     jwt_secret: str | None = None,
     jwks_url: str | None = None,
     jwks: dict[str, Any] | None = None,
+    cors_origins: list[str] | None = None,
 ) -> NewTenant:
     """Validate a create request and generate what the caller did not give: ref, secret, keys."""
     name = name.strip()
@@ -62,6 +64,7 @@ def new_tenant(
         jwks=jwks,
         anon_key=mint_api_key(secret, ref, "anon", issued_at=issued_at),
         service_role_key=mint_api_key(secret, ref, "service_role", issued_at=issued_at),
+        cors_origins=normalize_origins(cors_origins or []),
     )
 
 

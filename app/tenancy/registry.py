@@ -13,6 +13,7 @@ from app.tenancy.errors import TenantNotFound
 from app.tenancy.models import REF_PATTERN, Tenant
 
 TENANT_CACHE_SECONDS = 30.0
+_MAX_CACHED_ORIGINS = 1024
 
 
 class TenantRegistry:
@@ -20,6 +21,7 @@ class TenantRegistry:
         self._control = control
         self._cache_seconds = cache_seconds
         self._cache: dict[str, tuple[Tenant, float]] = {}
+        self._origins: dict[str, tuple[bool, float]] = {}
 
     async def find(self, ref: str) -> Tenant | None:
         # The ref may come from a key whose signature is not checked yet: only well-formed refs
@@ -47,6 +49,27 @@ class TenantRegistry:
 
     def forget(self, ref: str) -> None:
         self._cache.pop(ref, None)
+        self._origins.clear()
+
+    async def set_cors_origins(self, ref: str, origins: tuple[str, ...]) -> None:
+        async with self._control.pool.acquire() as conn:
+            found = await repo.set_cors_origins(conn, ref, origins)
+        self.forget(ref)
+        if not found:
+            raise TenantNotFound(ref)
+
+    async def origin_listed(self, origin: str) -> bool:
+        """Is the origin on some active tenant's CORS list? Cached like tenants, in a bounded map
+        (a preflight's Origin is anyone's to choose)."""
+        cached = self._origins.get(origin)
+        if cached is not None and time.monotonic() - cached[1] < self._cache_seconds:
+            return cached[0]
+        async with self._control.pool.acquire() as conn:
+            listed = await repo.origin_listed(conn, origin)
+        if len(self._origins) >= _MAX_CACHED_ORIGINS:
+            self._origins.clear()
+        self._origins[origin] = (listed, time.monotonic())
+        return listed
 
     async def tenant_dsn(self, ref: str) -> str:
         """The request role's DSN: what the tenant pools connect with."""

@@ -24,7 +24,7 @@ _MEM_MIGRATIONS_LOCK = "memory_mem_schema"
 
 _COLUMNS = """ref, name, db_url, db_name, owner_role, app_role, app_role_password, jwt_secret,
     jwks_url, jwks, anon_key, service_role_key, status, embedding_dims, fts_config,
-    mem_schema_version, created_at"""
+    mem_schema_version, created_at, cors_origins"""
 
 
 def quote_ident(name: str) -> str:
@@ -41,6 +41,7 @@ def _tenant(row: asyncpg.Record) -> Tenant:
     data = dict(row)
     if isinstance(data["jwks"], str):
         data["jwks"] = json.loads(data["jwks"])
+    data["cors_origins"] = tuple(data["cors_origins"] or ())
     return Tenant(**data)
 
 
@@ -65,8 +66,8 @@ async def insert_tenant(conn: asyncpg.Connection, new: NewTenant) -> None:
     """Insert the tenant with status 'creating'. Raises UniqueViolationError on a taken ref."""
     await conn.execute(
         """INSERT INTO control.tenants (ref, name, db_name, owner_role, app_role, app_role_password,
-                jwt_secret, jwks_url, jwks, anon_key, service_role_key, status)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11, 'creating')""",
+                jwt_secret, jwks_url, jwks, anon_key, service_role_key, cors_origins, status)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11, $12, 'creating')""",
         new.ref,
         new.name,
         new.db_name,
@@ -78,6 +79,7 @@ async def insert_tenant(conn: asyncpg.Connection, new: NewTenant) -> None:
         json.dumps(new.jwks) if new.jwks is not None else None,
         new.anon_key,
         new.service_role_key,
+        list(new.cors_origins),
     )
 
 
@@ -98,6 +100,25 @@ async def set_mem_schema(
         version,
         dims,
         fts_config,
+    )
+
+
+async def set_cors_origins(conn: asyncpg.Connection, ref: str, origins: tuple[str, ...]) -> bool:
+    """Replace the tenant's CORS allow-list; False when there is no such tenant."""
+    status = await conn.execute(
+        "UPDATE control.tenants SET cors_origins = $2, updated_at = now() WHERE ref = $1", ref, list(origins)
+    )
+    return bool(status == "UPDATE 1")
+
+
+async def origin_listed(conn: asyncpg.Connection, origin: str) -> bool:
+    """Does any active tenant allow this browser origin? (CORS preflights carry no key.)"""
+    return bool(
+        await conn.fetchval(
+            """SELECT EXISTS (SELECT 1 FROM control.tenants
+                              WHERE status = 'active' AND $1 = ANY(cors_origins))""",
+            origin,
+        )
     )
 
 

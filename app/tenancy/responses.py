@@ -21,6 +21,7 @@ class TenantView(msgspec.Struct):
     fts_config: str | None
     mem_schema_version: int | None
     created_at: str
+    cors_origins: list[str]
 
 
 class CreatedTenant(TenantView):

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import msgspec
-from litestar import Controller, get, post
+from litestar import Controller, get, post, put
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from app.http.bodies import StrictBody
 from app.http.errors import error_responses
 from app.http.openapi import ADMIN_SECURITY
-from app.tenancy.responses import CreatedTenant, SchemaInitResults, TenantKeys, TenantList
-from app.tenancy.schemas import CreateTenantRequest
+from app.tenancy.responses import CreatedTenant, SchemaInitResults, TenantKeys, TenantList, TenantView
+from app.tenancy.schemas import CreateTenantRequest, SetCorsOrigins
 from app.tenancy.service import Platform
 
 
@@ -30,7 +30,9 @@ class AdminController(Controller):
         return_dto=None,
     )
     async def create_tenant(self, platform: Platform, data: CreateTenantRequest) -> CreatedTenant:
-        tenant = await platform.create_tenant(data.name, ref=data.ref, jwks_url=data.jwks_url, jwks=data.jwks)
+        tenant = await platform.create_tenant(
+            data.name, ref=data.ref, jwks_url=data.jwks_url, jwks=data.jwks, cors_origins=data.cors_origins
+        )
         return msgspec.convert(
             {
                 **tenant.public_view(),
@@ -59,6 +61,17 @@ class AdminController(Controller):
             service_role_key=tenant.service_role_key,
             jwt_secret=tenant.jwt_secret,
         )
+
+    @put(
+        "/tenants/{ref:str}/cors",
+        summary="Replace a tenant's CORS allow-list (browser origins that may use its keys)",
+        responses=error_responses(400, 401, 404, 413, 422, 500, 503),
+        dto=StrictBody[SetCorsOrigins],
+        return_dto=None,
+    )
+    async def set_cors_origins(self, platform: Platform, ref: str, data: SetCorsOrigins) -> TenantView:
+        tenant = await platform.set_cors_origins(ref, data.origins)
+        return msgspec.convert(tenant.public_view(), TenantView)
 
     @post(
         "/init/mem-schema",

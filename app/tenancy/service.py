@@ -16,6 +16,7 @@ from app.tenancy.errors import PgvectorMissing
 from app.tenancy.mem_schema import MemSchemas
 from app.tenancy.migrations import ControlMigrations, MemMigrations
 from app.tenancy.models import SchemaInitResult, Tenant
+from app.tenancy.origins import normalize_origins
 from app.tenancy.provisioning import Provisioner, new_tenant
 from app.tenancy.registry import TenantRegistry
 
@@ -75,8 +76,11 @@ class Platform:
         jwt_secret: str | None = None,
         jwks_url: str | None = None,
         jwks: dict[str, Any] | None = None,
+        cors_origins: list[str] | None = None,
     ) -> Tenant:
-        new = new_tenant(name, ref=ref, jwt_secret=jwt_secret, jwks_url=jwks_url, jwks=jwks)
+        new = new_tenant(
+            name, ref=ref, jwt_secret=jwt_secret, jwks_url=jwks_url, jwks=jwks, cors_origins=cors_origins
+        )
         init_schema = self.mem_schemas.init if self.settings.mem.enabled else None
         try:
             await self.provisioner.create(new, after_database=init_schema)
@@ -85,6 +89,15 @@ class Platform:
         tenant = await self.registry.get(new.ref)
         log.info("tenant_created", tenant=new.ref, mem_schema=tenant.has_mem_schema)
         return tenant
+
+    async def set_cors_origins(self, ref: str, origins: list[str]) -> Tenant:
+        """Replace the tenant's CORS allow-list (validated); TenantNotFound for an unknown ref."""
+        await self.registry.get(ref)
+        await self.registry.set_cors_origins(ref, normalize_origins(origins))
+        return await self.registry.get(ref)
+
+    async def origin_listed(self, origin: str) -> bool:
+        return await self.registry.origin_listed(origin)
 
     async def init_mem_schema(self, ref: str) -> SchemaInitResult:
         return await self.mem_schemas.init(ref)

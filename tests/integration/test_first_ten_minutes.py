@@ -312,6 +312,11 @@ def test_the_root_url_links_to_the_docs(served: Served) -> None:
     assert links["docs"] == f"{served.url}/docs"
     assert httpx.get(links["openapi"]).json()["info"]["title"] == "Memory"
     assert httpx.get(links["health"]).json() == {"status": "ok"}
+    # The docs a newcomer is pointed at need no key; /metrics (every tenant's counts) does.
+    assert httpx.get(links["docs"]).status_code == 200
+    assert httpx.get(f"{served.url}/metrics").status_code == 401
+    admin = {"Authorization": f"Bearer {served.env['MEM_ADMIN_KEY']}"}
+    assert "memory_" in httpx.get(f"{served.url}/metrics", headers=admin).text
 
 
 def _parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:

@@ -154,9 +154,14 @@ def test_a_scripted_session_against_the_running_service(service, service_env, tm
             "page_size": 50,
         }
 
-        metrics = httpx.get(f"{url}/metrics").text
+        # /metrics counts every tenant's traffic: the operator's key only.
+        assert httpx.get(f"{url}/metrics").status_code == 401
+        admin = {"Authorization": f"Bearer {service_env['MEM_ADMIN_KEY']}"}
+        metrics = httpx.get(f"{url}/metrics", headers=admin).text
         assert 'memory_pipeline_events_total{event="ADD"} 2.0' in metrics
+        # /docs is public by default (MEM_PUBLIC_DOCS); the admin key works there too.
         assert httpx.get(f"{url}/docs/openapi.json").json()["info"]["title"] == "Memory"
+        assert httpx.get(f"{url}/docs/openapi.json", headers=admin).json()["info"]["title"] == "Memory"
 
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=30) == 0
