@@ -386,6 +386,40 @@ async def test_the_owner_index_stays_usable_under_a_users_policy(seeded):
     assert "Index Cond: (user_id = 'alice'::text)" in plan, plan
 
 
+async def _estimated_rows(conn: asyncpg.Connection, sql: str) -> float:
+    plan = await conn.fetchval(f"EXPLAIN (FORMAT JSON) {sql}")
+    return float(json.loads(plan)[0]["Plan"]["Plan Rows"])
+
+
+@pytest.mark.parametrize(
+    ("claims", "sql"),
+    [
+        (ALICE, "SELECT id FROM mem.memories WHERE user_id = 'alice'"),
+        (SERVICE, "SELECT id FROM mem.memories WHERE user_id = 'alice'"),
+        (SERVICE, "SELECT id FROM mem.memories"),
+    ],
+    ids=["user", "service-owner", "service-tenant"],
+)
+async def test_the_policies_leave_the_planners_row_estimates_as_the_query_makes_them(seeded, claims, sql):
+    """A policy the planner guesses to be selective shrinks every estimate under it, and the
+    hybrid search then picks nested loops over its CTEs (twice as slow, measured)."""
+    su = await tenant_conn(seeded.runtime, seeded.keys)
+    try:
+        await su.execute("ANALYZE mem.memories")
+        without_policy = await _estimated_rows(su, sql)
+    finally:
+        await su.close()
+    conn = await _app_conn(seeded)
+    try:
+        async with conn.transaction():
+            await set_claims(conn, claims)
+            under_policy = await _estimated_rows(conn, sql)
+    finally:
+        await conn.close()
+
+    assert under_policy >= 0.9 * without_policy, (under_policy, without_policy)
+
+
 async def test_a_users_add_sees_its_own_memories_and_window_through_the_reader(seeded, fake_provider):
     """The reads before the model call run on a connection of their own: without claims there
     the model would see no candidates and no earlier messages at all."""
