@@ -229,3 +229,22 @@ async def test_a_ref_with_a_trailing_newline_is_a_bad_request_not_a_server_error
 
     assert response.status_code == 400, response.text
     assert response.json()["code"] == "invalid_tenant_ref"
+
+
+async def test_a_data_migration_reaches_every_row_though_the_owner_is_subject_to_row_security(
+    client, runtime, tenant, tmp_path
+):
+    """Owner tables FORCE row-level security (004): the runner states the tenant-wide claim,
+    or an UPDATE run as the owner would silently touch no row."""
+    await add(client, tenant.service, "Alice's fact", user_id="alice")
+    await add(client, tenant.service, "An agent's fact", user_id=None, agent_id="helper")
+    touch = "UPDATE mem.memories SET metadata = metadata || '{\"migrated\": true}'::jsonb;\n"
+
+    await run(migrations_dir(tmp_path, {numbered(1, "touch"): touch}), runtime, tenant)
+
+    conn = await tenant_conn(runtime, tenant)
+    try:
+        rows = await conn.fetch("SELECT metadata->>'migrated' AS migrated FROM mem.memories")
+    finally:
+        await conn.close()
+    assert [r["migrated"] for r in rows] == ["true", "true"]
