@@ -308,6 +308,19 @@ async def tenant_conn(runtime: Runtime, keys: TenantKeys, *, as_app_role: bool =
     return await asyncpg.connect(with_database(runtime.platform.server_dsn, keys.tenant.db_name))
 
 
+async def set_row_claims(conn: asyncpg.Connection, role: str | None, user_id: str | None = None) -> None:
+    """Row-security claims (sql/mem/004) for the rest of a test connection's session.
+
+    Requests set them per transaction (TenantSession); a test connection sets them once.
+    role None clears them: the policies then let no owned row through.
+    """
+    await conn.execute(
+        "SELECT set_config('mem.role', $1, false), set_config('mem.user_id', $2, false)",
+        role or "",
+        user_id or "",
+    )
+
+
 async def table_counts(runtime: Runtime, keys: TenantKeys) -> dict[str, int]:
     from app.memories.repo import table_counts as counts
 

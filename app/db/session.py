@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 import asyncpg
 from asyncpg.transaction import Transaction
@@ -11,15 +12,51 @@ from asyncpg.transaction import Transaction
 # A request that cannot get a connection this fast answers 503 (TimeoutError) instead of queueing.
 ACQUIRE_TIMEOUT_SECONDS = 10.0
 
+SERVICE_ROLE = "service_role"
+USER_ROLE = "authenticated"
+
+
+@dataclass(frozen=True)
+class RowClaims:
+    """Who a transaction runs as, for the row-level security policies (sql/mem/004).
+
+    Set with set_config(..., is_local => true), i.e. SET LOCAL: the values end with the
+    transaction, so a pooled connection never carries one request's claims into the next.
+    """
+
+    role: str  # SERVICE_ROLE (the whole tenant) or USER_ROLE (the user's rows)
+    user_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.role not in (SERVICE_ROLE, USER_ROLE):
+            raise ValueError(f"{self.role!r} is not a row-security role")
+        if self.role == USER_ROLE and not self.user_id:
+            raise ValueError("a user's claims need its user_id")
+
+    @classmethod
+    def service(cls) -> RowClaims:
+        return cls(SERVICE_ROLE)
+
+
+async def set_claims(conn: asyncpg.Connection, claims: RowClaims) -> None:
+    """State the claims for the transaction open on conn (outside one they would be lost at once)."""
+    await conn.execute(
+        "SELECT set_config('mem.role', $1, true), set_config('mem.user_id', $2, true)",
+        claims.role,
+        claims.user_id or "",
+    )
+
 
 class TenantSession:
     """One connection and one transaction, opened on first use and ended by the owner of the request.
 
     Lazy so that a request can call a model provider before it holds a pooled connection.
+    Every transaction it opens starts by stating the request's row-security claims.
     """
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, claims: RowClaims) -> None:
         self._pool = pool
+        self._claims = claims
         self._conn: asyncpg.Connection | None = None
         self._tx: Transaction | None = None
 
@@ -29,7 +66,8 @@ class TenantSession:
             try:
                 tx = conn.transaction()
                 await tx.start()
-            except BaseException:
+                await set_claims(conn, self._claims)
+            except BaseException:  # release rolls back a transaction left open
                 await self._pool.release(conn)
                 raise
             self._conn, self._tx = conn, tx
@@ -40,12 +78,17 @@ class TenantSession:
         """A pooled connection for reads made before slow provider calls, returned right after.
 
         It sees committed data only and is not part of the request's transaction: whatever a
-        later write relies on must be checked again inside that transaction.
+        later write relies on must be checked again inside that transaction. It runs in a short
+        read-only transaction of its own, so the row-security claims hold for it too.
         """
         if self._conn is not None:  # the transaction is already open: read inside it
             yield self._conn
             return
-        async with self._pool.acquire(timeout=ACQUIRE_TIMEOUT_SECONDS) as conn:
+        async with (
+            self._pool.acquire(timeout=ACQUIRE_TIMEOUT_SECONDS) as conn,
+            conn.transaction(readonly=True),
+        ):
+            await set_claims(conn, self._claims)
             yield conn
 
     async def finish(self, *, commit: bool) -> None:

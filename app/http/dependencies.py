@@ -27,7 +27,7 @@ from app.auth.tokens import (
     verify_user_token,
 )
 from app.core.context import MemoryDeps
-from app.db.session import TenantSession
+from app.db.session import RowClaims, TenantSession
 from app.errors import Conflict, Forbidden, Unauthorized
 from app.http.middleware import TENANT_SCOPE_KEY
 from app.runtime import Runtime
@@ -117,9 +117,13 @@ async def _user_claims(runtime: Runtime, tenant: Tenant, token: str) -> UserClai
 
 
 async def provide_db(request: Request[Any, Any, Any], auth: MemoryAuthScope) -> AsyncGenerator[TenantSession]:
-    """The request owns the transaction: commit when the handler returns, roll back when it raises."""
+    """The request owns the transaction: commit when the handler returns, roll back when it raises.
+
+    The session states the caller's row-security claims in every transaction it opens: the
+    whole tenant for service_role, the token's sub for a user (sql/mem/004).
+    """
     pool = await runtime_of(request).pools.get(auth.tenant_ref)
-    session = TenantSession(pool)
+    session = TenantSession(pool, RowClaims(auth.role, None if auth.is_service else auth.user_id))
     try:
         yield session
     except BaseException:

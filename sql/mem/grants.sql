@@ -15,3 +15,5 @@ GRANT SELECT ON mem.schema_migrations TO {{app_role}};
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA mem TO {{app_role}};
 -- reset() is SECURITY DEFINER: the app role empties the store through it, never by TRUNCATE.
 GRANT EXECUTE ON FUNCTION mem.reset() TO {{app_role}};
+-- The row-level security policies (004) call these as the request role.
+GRANT EXECUTE ON FUNCTION mem.claim_role(), mem.claim_user_id() TO {{app_role}};

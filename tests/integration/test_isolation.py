@@ -23,7 +23,7 @@ from app.db.pools import init_connection
 from app.entities import repo as entities_repo
 from app.memories import repo
 from app.runtime import Runtime
-from tests.conftest import TenantKeys, add, new_tenant, table_counts, tenant_conn
+from tests.conftest import TenantKeys, add, new_tenant, set_row_claims, table_counts, tenant_conn
 
 MEM = "/mem/v1"
 
@@ -556,6 +556,8 @@ async def test_repository_never_crosses_owners_even_when_asked_directly(client, 
         await init_connection(conn)
         # Connected as the request role, which is neither superuser nor owner of the tables.
         assert await conn.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user") is False
+        # Row-level security opened to the whole tenant: this tests the owner clause alone.
+        await set_row_claims(conn, "service_role")
         stored = await repo.find_by_id_for_owner(conn, alice_id, alice)
         assert stored is not None
 
@@ -596,6 +598,7 @@ async def test_repository_never_crosses_owners_even_when_asked_directly(client, 
     conn = await tenant_conn(runtime, tenant, as_app_role=True)
     try:
         await init_connection(conn)
+        await set_row_claims(conn, "service_role")
         assert [h["event"] for h in await repo.history_for_owner(conn, alice_id, alice)] == ["ADD"]
         assert s.entity_id in {str(e["id"]) for e in await linking_repo.for_memory(conn, alice_id, alice)}
         assert await entities_repo.find_for_owner(conn, entity_id, alice) is not None

@@ -33,8 +33,22 @@ ALTER TABLE mem.memories ADD COLUMN IF NOT EXISTS importance smallint;
 """
 
 
+# Test files are numbered after the shipped ones, whatever those are.
+SHIPPED = sqlfiles.numbered_files(sqlfiles.directory("mem"))
+SHIPPED_VERSIONS = [f.version for f in SHIPPED]
+NEWEST = max(SHIPPED_VERSIONS)
+
+
+def numbered(offset: int, name: str) -> str:
+    """A test migration's file name, `offset` versions after the newest shipped one."""
+    return f"{NEWEST + offset:03d}_{name}.sql"
+
+
+PROBE_FILE = numbered(1, "probe")
+
+
 def migrations_dir(tmp_path: Path, extra: dict[str, str]) -> Path:
-    """A copy of sql/mem (001 and the grants) plus the given files."""
+    """A copy of sql/mem (the numbered files and the grants) plus the given files."""
     folder = tmp_path / "mem"
     folder.mkdir(parents=True)
     for path in sqlfiles.directory("mem").glob("*.sql"):
@@ -85,7 +99,7 @@ async def platform_with_probe(settings: Settings, tmp_path: Path) -> AsyncIterat
     platform = Platform(
         settings,
         settings.database_url or "",
-        mem_migrations=MemMigrations(migrations_dir(tmp_path, {"003_probe.sql": PROBE})),
+        mem_migrations=MemMigrations(migrations_dir(tmp_path, {PROBE_FILE: PROBE})),
     )
     await platform.start()
     try:
@@ -95,19 +109,19 @@ async def platform_with_probe(settings: Settings, tmp_path: Path) -> AsyncIterat
 
 
 async def test_a_new_tenant_is_at_the_newest_version_with_every_file_recorded(runtime, tenant):
-    assert tenant.tenant.mem_schema_version == 2
-    assert await versions(runtime, tenant) == [1, 2]
+    assert tenant.tenant.mem_schema_version == NEWEST
+    assert await versions(runtime, tenant) == SHIPPED_VERSIONS
 
 
 async def test_a_new_migration_is_applied_once_and_a_second_run_applies_nothing(runtime, tenant, tmp_path):
-    folder = migrations_dir(tmp_path, {"003_probe.sql": PROBE})
+    folder = migrations_dir(tmp_path, {PROBE_FILE: PROBE})
 
     first = await run(folder, runtime, tenant)
     second = await run(folder, runtime, tenant)
 
-    assert (first.version, first.applied) == (3, ("003_probe.sql",))
-    assert (second.version, second.applied) == (3, ())
-    assert await versions(runtime, tenant) == [1, 2, 3]
+    assert (first.version, first.applied) == (NEWEST + 1, (PROBE_FILE,))
+    assert (second.version, second.applied) == (NEWEST + 1, ())
+    assert await versions(runtime, tenant) == [*SHIPPED_VERSIONS, NEWEST + 1]
     assert await probe_rows(runtime, tenant) == 1
     conn = await tenant_conn(runtime, tenant)
     try:
@@ -122,7 +136,7 @@ async def test_a_new_migration_is_applied_once_and_a_second_run_applies_nothing(
 async def test_after_a_migration_the_request_role_keeps_its_grants_and_gets_no_new_ones(
     client, runtime, tenant, tmp_path
 ):
-    await run(migrations_dir(tmp_path, {"003_probe.sql": PROBE}), runtime, tenant)
+    await run(migrations_dir(tmp_path, {PROBE_FILE: PROBE}), runtime, tenant)
 
     item = await add(client, tenant.service, "still writable after a migration")
 
@@ -149,63 +163,61 @@ async def test_the_init_endpoint_reports_the_files_it_applied_and_the_new_versio
 
     assert first.status_code == 200, first.text
     assert first.json() == {
-        "tenants": [{"ref": tenant.ref, "status": "ok", "schema_version": 3, "applied": ["003_probe.sql"]}]
+        "tenants": [
+            {"ref": tenant.ref, "status": "ok", "schema_version": NEWEST + 1, "applied": [PROBE_FILE]}
+        ]
     }
-    assert second.json() == {"tenants": [{"ref": tenant.ref, "status": "ok", "schema_version": 3}]}
+    assert second.json() == {"tenants": [{"ref": tenant.ref, "status": "ok", "schema_version": NEWEST + 1}]}
     registered = await platform_with_probe.find_tenant(tenant.ref)
-    assert registered is not None and registered.mem_schema_version == 3
+    assert registered is not None and registered.mem_schema_version == NEWEST + 1
     assert await probe_rows(runtime, tenant) == 1
 
 
 async def test_two_runners_at_once_on_a_bare_tenant_apply_each_file_exactly_once(runtime, tmp_path):
     slow = "-- Test migration: holds the lock a while so the runners overlap.\nSELECT pg_sleep(0.3);\n"
-    folder = migrations_dir(tmp_path, {"003_probe.sql": PROBE, "004_slow.sql": slow})
+    slow_file = numbered(2, "slow")
+    folder = migrations_dir(tmp_path, {PROBE_FILE: PROBE, slow_file: slow})
     new = new_tenant("Bare", ref="bare" + secrets.token_hex(6))
     await runtime.platform.provisioner.create(new)  # a database with no mem schema yet
     keys = TenantKeys(await runtime.platform.registry.get(new.ref))
 
     first, second = await asyncio.gather(run(folder, runtime, keys), run(folder, runtime, keys))
 
-    assert sorted(first.applied + second.applied) == [
-        "001_mem_schema.sql",
-        "002_history_metadata.sql",
-        "003_probe.sql",
-        "004_slow.sql",
-    ]
-    assert first.version == second.version == 4
-    assert await versions(runtime, keys) == [1, 2, 3, 4]
+    assert sorted(first.applied + second.applied) == [*(f.name for f in SHIPPED), PROBE_FILE, slow_file]
+    assert first.version == second.version == NEWEST + 2
+    assert await versions(runtime, keys) == [*SHIPPED_VERSIONS, NEWEST + 1, NEWEST + 2]
     assert await probe_rows(runtime, keys) == 1
 
 
 async def test_a_failing_migration_rolls_back_alone_and_is_applied_once_fixed(runtime, tenant, tmp_path):
     broken = "ALTER TABLE mem.memories ADD COLUMN half_done int;\nSELECT 1 / 0;\n"
-    bad = migrations_dir(tmp_path / "bad", {"003_probe.sql": PROBE, "004_broken.sql": broken})
+    broken_file = numbered(2, "broken")
+    bad = migrations_dir(tmp_path / "bad", {PROBE_FILE: PROBE, broken_file: broken})
 
     with pytest.raises(asyncpg.DivisionByZeroError):
         await run(bad, runtime, tenant)
 
-    assert await versions(runtime, tenant) == [1, 2, 3]
+    assert await versions(runtime, tenant) == [*SHIPPED_VERSIONS, NEWEST + 1]
     conn = await tenant_conn(runtime, tenant)
     try:
         column = "SELECT 1 FROM information_schema.columns WHERE table_name = 'memories' AND column_name = $1"
         assert await conn.fetchval(column, "half_done") is None
     finally:
         await conn.close()
-    fixed = migrations_dir(
-        tmp_path / "fixed", {"003_probe.sql": PROBE, "004_broken.sql": broken.replace("1 / 0", "1")}
-    )
+    fixed = migrations_dir(tmp_path / "fixed", {PROBE_FILE: PROBE, broken_file: broken.replace("1 / 0", "1")})
     outcome = await run(fixed, runtime, tenant)
-    assert (outcome.version, outcome.applied) == (4, ("004_broken.sql",))
+    assert (outcome.version, outcome.applied) == (NEWEST + 2, (broken_file,))
 
 
 async def test_a_migration_numbered_below_an_applied_one_is_refused(runtime, tenant, tmp_path):
-    await run(migrations_dir(tmp_path / "a", {"004_probe.sql": PROBE}), runtime, tenant)
-    late = migrations_dir(tmp_path / "b", {"003_late.sql": "SELECT 1;\n", "004_probe.sql": PROBE})
+    probe_file = numbered(2, "probe")
+    await run(migrations_dir(tmp_path / "a", {probe_file: PROBE}), runtime, tenant)
+    late = migrations_dir(tmp_path / "b", {numbered(1, "late"): "SELECT 1;\n", probe_file: PROBE})
 
     with pytest.raises(MigrationOutOfOrder):
         await run(late, runtime, tenant)
 
-    assert await versions(runtime, tenant) == [1, 2, 4]
+    assert await versions(runtime, tenant) == [*SHIPPED_VERSIONS, NEWEST + 2]
 
 
 async def test_a_ref_with_a_trailing_newline_is_a_bad_request_not_a_server_error(client):
@@ -217,3 +229,22 @@ async def test_a_ref_with_a_trailing_newline_is_a_bad_request_not_a_server_error
 
     assert response.status_code == 400, response.text
     assert response.json()["code"] == "invalid_tenant_ref"
+
+
+async def test_a_data_migration_reaches_every_row_though_the_owner_is_subject_to_row_security(
+    client, runtime, tenant, tmp_path
+):
+    """Owner tables FORCE row-level security (004): the runner states the tenant-wide claim,
+    or an UPDATE run as the owner would silently touch no row."""
+    await add(client, tenant.service, "Alice's fact", user_id="alice")
+    await add(client, tenant.service, "An agent's fact", user_id=None, agent_id="helper")
+    touch = "UPDATE mem.memories SET metadata = metadata || '{\"migrated\": true}'::jsonb;\n"
+
+    await run(migrations_dir(tmp_path, {numbered(1, "touch"): touch}), runtime, tenant)
+
+    conn = await tenant_conn(runtime, tenant)
+    try:
+        rows = await conn.fetch("SELECT metadata->>'migrated' AS migrated FROM mem.memories")
+    finally:
+        await conn.close()
+    assert [r["migrated"] for r in rows] == ["true", "true"]
