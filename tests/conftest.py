@@ -131,8 +131,14 @@ def fake_provider() -> Iterator[FakeProviderServer]:
 
 
 @pytest.fixture(autouse=True)
-def _reset_fake_provider(request: pytest.FixtureRequest) -> None:
-    if "fake_provider" in request.fixturenames:
+def _reset_fake_provider(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Each test starts with a clean fake, and leaves none of its faults or scripts behind for the
+    module fixtures of the next module (they run before that module's first reset)."""
+    uses_fake = "fake_provider" in request.fixturenames
+    if uses_fake:
+        request.getfixturevalue("fake_provider").reset()
+    yield
+    if uses_fake:
         request.getfixturevalue("fake_provider").reset()
 
 

@@ -18,7 +18,7 @@ USER_ROLE = "authenticated"
 
 @dataclass(frozen=True)
 class RowClaims:
-    """Who a transaction runs as, for the row-level security policies (sql/mem/004).
+    """Who a transaction runs as, for the row-level security policies (sql/mem/003).
 
     Set with set_config(..., is_local => true), i.e. SET LOCAL: the values end with the
     transaction, so a pooled connection never carries one request's claims into the next.

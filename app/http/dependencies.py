@@ -120,7 +120,7 @@ async def provide_db(request: Request[Any, Any, Any], auth: MemoryAuthScope) -> 
     """The request owns the transaction: commit when the handler returns, roll back when it raises.
 
     The session states the caller's row-security claims in every transaction it opens: the
-    whole tenant for service_role, the token's sub for a user (sql/mem/004).
+    whole tenant for service_role, the token's sub for a user (sql/mem/003).
     """
     pool = await runtime_of(request).pools.get(auth.tenant_ref)
     session = TenantSession(pool, RowClaims(auth.role, None if auth.is_service else auth.user_id))

@@ -244,7 +244,7 @@ async def apply_mem_migration(
 ) -> None:
     """Run one rendered migration as the tenant's owner, so the owner owns what it creates, and record it."""
     await conn.execute(f"SET LOCAL ROLE {quote_ident(owner_role)}")
-    # Owner tables FORCE row-level security (004), so the owner sees no row without a claim:
+    # Owner tables FORCE row-level security (003), so the owner sees no row without a claim:
     # a data migration works on the whole tenant, as service_role requests do.
     await conn.execute("SELECT set_config('mem.role', 'service_role', true)")
     await conn.execute(script)

@@ -234,7 +234,7 @@ async def test_a_ref_with_a_trailing_newline_is_a_bad_request_not_a_server_error
 async def test_a_data_migration_reaches_every_row_though_the_owner_is_subject_to_row_security(
     client, runtime, tenant, tmp_path
 ):
-    """Owner tables FORCE row-level security (004): the runner states the tenant-wide claim,
+    """Owner tables FORCE row-level security (003): the runner states the tenant-wide claim,
     or an UPDATE run as the owner would silently touch no row."""
     await add(client, tenant.service, "Alice's fact", user_id="alice")
     await add(client, tenant.service, "An agent's fact", user_id=None, agent_id="helper")

@@ -1,4 +1,4 @@
-"""Row-level security, the third isolation layer (sql/mem/004): the database itself keeps a
+"""Row-level security, the third isolation layer (sql/mem/003): the database itself keeps a
 user's transaction to that user's rows, even for a query that forgets its owner filter.
 
 Every probe connects as the tenant's request role (neither superuser nor table owner) and
@@ -23,7 +23,7 @@ from app.asgi import build_runtime, close_runtime, create_app
 from app.db.session import RowClaims, set_claims
 from app.runtime import Runtime
 from tests.conftest import TenantKeys, add, make_settings, new_tenant, set_row_claims, tenant_conn
-from tests.fakes.provider_server import FakeProviderServer
+from testsupport.provider_server import FakeProviderServer
 
 OWNER_TABLES = ("memories", "memory_history", "entities", "entity_links", "session_messages")
 TENANT_TABLES = ("config", "schema_migrations")
@@ -76,6 +76,8 @@ async def seeded(platform_dsn: str, fake_provider: FakeProviderServer) -> AsyncI
     """A runtime with a chat model (so adds keep a session window), and a tenant where alice, bob
     and an agent with no user each own memories, history, entities, links and session messages,
     all written through the API by the users' own tokens."""
+    # A module fixture runs before the per-test reset: clear what an earlier module left scripted.
+    fake_provider.reset()
     settings = make_settings(
         platform_dsn,
         fake_provider,
