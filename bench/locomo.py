@@ -124,108 +124,106 @@ def _recall(
     }
 
 
-async def run(
-    service: Service,
-    path: Path,
-    *,
-    max_samples: int | None,
-    add_concurrency: int,
-    search_concurrency: int,
-    time_cap: float,
-) -> dict[str, Any]:
-    data = load(path, max_samples)
-    tenant = await service.create_tenant("bench-locomo")
-    log(f"locomo: tenant {tenant.ref}, {len(data)} conversations from {path}")
+def _dataset(
+    data: list[dict[str, Any]], path: Path, tenant_ref: str
+) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+    """The dataset part of the result, the add bodies, and the QA items of `data`."""
     add_bodies = [body for sample in data for body in turns(sample)]
     items = [item for sample in data for item in qa_items(sample)]
-    out: dict[str, Any] = {
+    turn_ids = {(b["user_id"], b["metadata"]["dia_id"]) for b in add_bodies}
+    unknown = sorted({e for i in items for e in i["evidence"] if (i["sample_id"], e) not in turn_ids})
+    out = {
         "dataset": str(path),
         "samples": [s["sample_id"] for s in data],
-        "tenant": tenant.ref,
+        "tenant": tenant_ref,
         "turns": len(add_bodies),
         "qa_items": len(items),
         "qa_items_per_category": dict(Counter(CATEGORIES[i["category"]] for i in items)),
+        # kept verbatim, as the protocol says; they count as misses
+        "evidence_ids_not_in_any_turn": unknown,
     }
-    turn_ids = {(b["user_id"], b["metadata"]["dia_id"]) for b in add_bodies}
-    unknown = sorted({e for i in items for e in i["evidence"] if (i["sample_id"], e) not in turn_ids})
-    out["evidence_ids_not_in_any_turn"] = unknown  # kept verbatim, as the protocol says; they count as misses
+    return out, add_bodies, items
 
-    async with new_client(service.url, tenant.headers, max(add_concurrency, 16)) as client:
-        # 1. Store every turn, concurrently, over HTTP.
-        before = await metrics.snapshot(service.url, service.admin_key)
-        adds, wall = await run_bounded(
-            client,
-            "/mem/v1/memories",
-            add_bodies,
-            concurrency=add_concurrency,
-            time_cap=time_cap,
-            phase="locomo/add",
-            keep_body=True,
-        )
-        events: Counter[str] = Counter()
-        mem_dias: dict[str, set[str]] = defaultdict(set)
-        for s in adds:
-            if not s.ok:
-                continue
-            body = add_bodies[s.index]
-            for result in s.body.get("results", []):
-                events[str(result.get("event"))] += 1
-                mem_id = str(result["id"])
-                dia = body["metadata"]["dia_id"]
-                mem_dias[mem_id].add(dia)
-        add_summary = summarise(adds, wall, planned=len(add_bodies))
-        add_summary["metrics_delta"] = metrics.delta(
-            before, await metrics.snapshot(service.url, service.admin_key), per=max(1, add_summary["ok"])
-        )
-        add_summary.update(
-            events=dict(events),
-            memories=len(mem_dias),
-            duplicate_turns_mapped=sum(len(d) - 1 for d in mem_dias.values()),
-            concurrency=add_concurrency,
-            adds_per_s=add_summary["throughput_rps"],
-        )
-        out["add"] = add_summary
-        if add_summary["errors"]:
-            log(f"locomo: {add_summary['errors']} adds failed, e.g. {add_summary.get('error_examples')}")
 
-        # 2. Does the API take `signals` (dense-only)?
-        out["signals"] = await probe_signals(client, items[0]["sample_id"], items[0]["question"])
-        log(f"locomo: signals {out['signals']['status']}: {out['signals']['detail']}")
+async def _add_all(
+    client: Any,
+    service: Service,
+    add_bodies: list[dict[str, Any]],
+    *,
+    concurrency: int,
+    time_cap: float,
+) -> tuple[dict[str, Any], dict[str, set[str]]]:
+    """Store every turn, concurrently, over HTTP. Returns the add summary and memory id -> dia ids."""
+    before = await metrics.snapshot(service.url, service.admin_key)
+    adds, wall = await run_bounded(
+        client,
+        "/mem/v1/memories",
+        add_bodies,
+        concurrency=concurrency,
+        time_cap=time_cap,
+        phase="locomo/add",
+        keep_body=True,
+    )
+    events: Counter[str] = Counter()
+    mem_dias: dict[str, set[str]] = defaultdict(set)
+    for s in adds:
+        if not s.ok:
+            continue
+        body = add_bodies[s.index]
+        for result in s.body.get("results", []):
+            events[str(result.get("event"))] += 1
+            mem_id = str(result["id"])
+            dia = body["metadata"]["dia_id"]
+            mem_dias[mem_id].add(dia)
+    add_summary = summarise(adds, wall, planned=len(add_bodies))
+    add_summary["metrics_delta"] = metrics.delta(
+        before, await metrics.snapshot(service.url, service.admin_key), per=max(1, add_summary["ok"])
+    )
+    add_summary.update(
+        events=dict(events),
+        memories=len(mem_dias),
+        duplicate_turns_mapped=sum(len(d) - 1 for d in mem_dias.values()),
+        concurrency=concurrency,
+        adds_per_s=add_summary["throughput_rps"],
+    )
+    if add_summary["errors"]:
+        log(f"locomo: {add_summary['errors']} adds failed, e.g. {add_summary.get('error_examples')}")
+    return add_summary, mem_dias
 
-        # 3. Warm the query-embedding cache (each question once), so both measured runs see cached
-        #    embeddings and compare retrieval alone; this pass is the uncached latency.
-        base = [{"query": i["question"], "user_id": i["sample_id"], "top_k": 10} for i in items]
-        warm, wall = await run_bounded(
-            client, "/mem/v1/search", base, concurrency=16, time_cap=time_cap, phase="locomo/warm-cache"
-        )
-        out["search_uncached_c16"] = summarise(warm, wall, planned=len(base))
 
-        runs: dict[str, Any] = {}
-        modes = [("fused", base)]
-        if out["signals"]["status"] != "rejected":
-            modes.append(("dense", [{**b, "signals": DENSE_SIGNALS} for b in base]))
-        for mode, bodies in modes:
-            before = await metrics.snapshot(service.url, service.admin_key)
-            samples, wall = await run_bounded(
-                client,
-                "/mem/v1/search",
-                bodies,
-                concurrency=search_concurrency,
-                time_cap=time_cap,
-                phase=f"locomo/search-{mode}",
-                keep_body=True,
-            )
-            latency = summarise(samples, wall, planned=len(bodies))
-            latency["metrics_delta"] = metrics.delta(
-                before, await metrics.snapshot(service.url, service.admin_key)
-            )
-            runs[mode] = {
-                **_recall(items, samples, mem_dias),
-                "latency": latency,
-                "concurrency": search_concurrency,
-            }
-        out["runs"] = runs
+async def _measured_search(
+    client: Any,
+    service: Service,
+    mode: str,
+    bodies: list[dict[str, Any]],
+    items: list[dict[str, Any]],
+    mem_dias: dict[str, set[str]],
+    *,
+    concurrency: int,
+    time_cap: float,
+) -> dict[str, Any]:
+    """One measured search pass (fused or dense-only): its recall and latency."""
+    before = await metrics.snapshot(service.url, service.admin_key)
+    samples, wall = await run_bounded(
+        client,
+        "/mem/v1/search",
+        bodies,
+        concurrency=concurrency,
+        time_cap=time_cap,
+        phase=f"locomo/search-{mode}",
+        keep_body=True,
+    )
+    latency = summarise(samples, wall, planned=len(bodies))
+    latency["metrics_delta"] = metrics.delta(before, await metrics.snapshot(service.url, service.admin_key))
+    return {
+        **_recall(items, samples, mem_dias),
+        "latency": latency,
+        "concurrency": concurrency,
+    }
 
+
+def _compare(out: dict[str, Any], runs: dict[str, Any]) -> None:
+    """The fused-vs-dense comparison (gap, identical rankings, notes), into `out`."""
     fused, dense = runs["fused"], runs.get("dense")
     if dense is None:
         out["dense_note"] = "dense-only run skipped: the API rejected the `signals` field"
@@ -244,6 +242,59 @@ async def run(
             )
     for r in runs.values():
         r.pop("_rankings", None)
+
+
+async def run(
+    service: Service,
+    path: Path,
+    *,
+    max_samples: int | None,
+    add_concurrency: int,
+    search_concurrency: int,
+    time_cap: float,
+) -> dict[str, Any]:
+    data = load(path, max_samples)
+    tenant = await service.create_tenant("bench-locomo")
+    log(f"locomo: tenant {tenant.ref}, {len(data)} conversations from {path}")
+    out, add_bodies, items = _dataset(data, path, tenant.ref)
+
+    async with new_client(service.url, tenant.headers, max(add_concurrency, 16)) as client:
+        # 1. Store every turn, concurrently, over HTTP.
+        out["add"], mem_dias = await _add_all(
+            client, service, add_bodies, concurrency=add_concurrency, time_cap=time_cap
+        )
+
+        # 2. Does the API take `signals` (dense-only)?
+        out["signals"] = await probe_signals(client, items[0]["sample_id"], items[0]["question"])
+        log(f"locomo: signals {out['signals']['status']}: {out['signals']['detail']}")
+
+        # 3. Warm the query-embedding cache (each question once), so both measured runs see cached
+        #    embeddings and compare retrieval alone; this pass is the uncached latency.
+        base = [{"query": i["question"], "user_id": i["sample_id"], "top_k": 10} for i in items]
+        warm, wall = await run_bounded(
+            client, "/mem/v1/search", base, concurrency=16, time_cap=time_cap, phase="locomo/warm-cache"
+        )
+        out["search_uncached_c16"] = summarise(warm, wall, planned=len(base))
+
+        # 4. The measured runs: fused, and dense-only unless the API refuses `signals`.
+        modes = [("fused", base)]
+        if out["signals"]["status"] != "rejected":
+            modes.append(("dense", [{**b, "signals": DENSE_SIGNALS} for b in base]))
+        runs: dict[str, Any] = {}
+        for mode, bodies in modes:
+            runs[mode] = await _measured_search(
+                client,
+                service,
+                mode,
+                bodies,
+                items,
+                mem_dias,
+                concurrency=search_concurrency,
+                time_cap=time_cap,
+            )
+        out["runs"] = runs
+
+    _compare(out, runs)
     return out
 
 

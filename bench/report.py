@@ -133,193 +133,207 @@ def _mb(value: Any) -> Any:
     return round(value / 2**20, 1) if isinstance(value, int) else None
 
 
+def _gap(f: dict[str, Any], d: dict[str, Any] | None, key: str) -> Any:
+    return (f[key] - d[key]) if d and f[key] is not None else None
+
+
+def _locomo_recall_table(runs: dict[str, Any]) -> str:
+    fused, dense = runs["fused"], runs.get("dense")
+    blocks = [("overall", fused["overall"], dense["overall"] if dense else None)]
+    for cat, block in fused["per_category"].items():
+        blocks.append((cat, block, dense["per_category"][cat] if dense else None))
+    rows = [
+        [
+            name,
+            f["n"],
+            f["recall@5"],
+            d["recall@5"] if d else None,
+            _gap(f, d, "recall@5"),
+            f["recall@10"],
+            d["recall@10"] if d else None,
+            _gap(f, d, "recall@10"),
+        ]
+        for name, f, d in blocks
+    ]
+    return _table(["category", "n", "fused@5", "dense@5", "gap@5", "fused@10", "dense@10", "gap@10"], rows)
+
+
+def _latency_row(label: str, lat: dict[str, Any]) -> list[Any]:
+    return [
+        label,
+        lat["client_ms"]["p50"],
+        lat["client_ms"]["p95"],
+        lat["server_retrieval_ms"]["p50"],
+        lat["server_retrieval_ms"]["p95"],
+        lat["errors"],
+    ]
+
+
+def _locomo_latency_table(loc: dict[str, Any]) -> str:
+    lat_rows = [
+        _latency_row(f"search {mode} c={run['concurrency']}", run["latency"])
+        for mode, run in loc["runs"].items()
+    ]
+    lat_rows.append(_latency_row("search uncached query c=16", loc["search_uncached_c16"]))
+    add = loc["add"]
+    lat_rows.append(
+        [
+            f"add infer=false c={add['concurrency']} ({add['adds_per_s']} adds/s)",
+            add["client_ms"]["p50"],
+            add["client_ms"]["p95"],
+            None,
+            None,
+            add["errors"],
+        ]
+    )
+    return _table(["LoCoMo latency (ms)", "p50", "p95", "server p50", "server p95", "errors"], lat_rows)
+
+
+def _locomo_notes(loc: dict[str, Any]) -> list[str]:
+    notes = [f"signals: {loc['signals']['status']} ({loc['signals']['detail']})"]
+    if loc.get("dense_note"):
+        notes.append(loc["dense_note"])
+    if loc.get("evidence_ids_not_in_any_turn"):
+        notes.append(
+            f"evidence ids matching no turn (kept, count as misses): {loc['evidence_ids_not_in_any_turn']}"
+        )
+    return ["note: " + n for n in notes]
+
+
+def _locomo_summary(loc: dict[str, Any]) -> list[str]:
+    return [
+        f"LoCoMo retrieval ({len(loc['samples'])} conversations, {loc['turns']} turns, "
+        f"{loc['qa_items']} questions; recall in %, fused vs dense-only)",
+        _locomo_recall_table(loc["runs"]),
+        "",
+        _locomo_latency_table(loc),
+        "",
+        *_locomo_notes(loc),
+    ]
+
+
+def _search_latency_table(cases: dict[str, Any]) -> str:
+    rows = [
+        [
+            label,
+            m["concurrency"],
+            m["ok"],
+            m["client_ms"]["p50"],
+            m["client_ms"]["p95"],
+            m["client_ms"]["p99"],
+            m["server_retrieval_ms"]["p50"],
+            m["server_retrieval_ms"]["p95"],
+            m["server_retrieval_ms"]["p99"],
+            m["throughput_rps"],
+            m["errors"],
+        ]
+        for label, case in cases.items()
+        if "search" in case
+        for m in case["search"].values()
+    ]
+    return _table(
+        ["case", "conc", "n", "p50", "p95", "p99", "srv p50", "srv p95", "srv p99", "req/s", "err"], rows
+    )
+
+
+def _recall_vs_exact_row(label: str, case: dict[str, Any]) -> list[Any]:
+    r, fl = case["recall_vs_exact"], case["db_floor"]
+    return [
+        label,
+        case["memories_per_user"]["p50"],
+        r["recall@10"],
+        r["min_recall@10"],
+        r["results_not_owned_by_user"],
+        fl["ms"]["p50"],
+        fl["hnsw_probe_tenant_wide_ms"]["p50"],
+        case["seed"]["seconds"],
+        _mb(case["service_rss_bytes"]),
+        _mb(case.get("postgres_pss_bytes")),
+        r.get("missed_neighbours_nonpositive_sim"),
+    ]
+
+
+def _recall_vs_exact_table(cases: dict[str, Any]) -> str:
+    rows = [_recall_vs_exact_row(label, case) for label, case in cases.items() if "recall_vs_exact" in case]
+    return _table(
+        [
+            "case",
+            "mem/user",
+            "recall@10 %",
+            "min %",
+            "foreign",
+            "db scan p50",
+            "hnsw p50",
+            "seed s",
+            "service RSS MB",
+            "pg PSS MB",
+            "missed cos<=0",
+        ],
+        rows,
+    )
+
+
+def _latency_summary(lat: dict[str, Any]) -> list[str]:
+    out = [
+        "",
+        "Search latency over HTTP on loopback (ms; cached query embeddings; top_k=10)",
+        _search_latency_table(lat["cases"]),
+        "",
+        _recall_vs_exact_table(lat["cases"]),
+    ]
+    if lat.get("notes"):
+        out += ["", *("note: " + n for n in lat["notes"])]
+    return out
+
+
+def _pipeline_row(case: dict[str, Any]) -> list[Any]:
+    c1, c16 = case["c1"], case["c16"]
+    return [
+        f"{case['llm_latency_ms']:.0f} ms",
+        c1["llm_calls_per_add"],
+        c1["embedding_calls_per_add"],
+        _f(c1.get("overhead_ms", {}).get("p50")),
+        _f(c1.get("overhead_ms", {}).get("p95")),
+        _f(c1["client_ms"]["p50"]),
+        _f(c16["throughput_rps"]),
+        _f(c16.get("overhead_ms", {}).get("p50")),
+        c1["errors"] + c16["errors"],
+    ]
+
+
+def _pipeline_summary(pipe: dict[str, Any]) -> list[str]:
+    rows = [_pipeline_row(case) for case in pipe.values() if isinstance(case, dict) and "c1" in case]
+    return [
+        "",
+        "Add with infer=true against a fake LLM (generic provider on 127.0.0.1), one LLM call mode",
+        _table(
+            [
+                "LLM latency",
+                "LLM calls/add",
+                "embed calls/add",
+                "overhead p50",
+                "overhead p95",
+                "client p50",
+                "adds/s c=16",
+                "overhead p50 c=16",
+                "errors",
+            ],
+            rows,
+        ),
+    ]
+
+
 def summary(results: dict[str, Any]) -> str:
     out: list[str] = []
     loc = results.get("locomo")
     if loc and "runs" in loc:
-        runs = loc["runs"]
-        fused, dense = runs.get("fused"), runs.get("dense")
-        out.append(
-            f"LoCoMo retrieval ({len(loc['samples'])} conversations, {loc['turns']} turns, "
-            f"{loc['qa_items']} questions; recall in %, fused vs dense-only)"
-        )
-        rows = []
-        blocks = [("overall", fused["overall"], dense["overall"] if dense else None)]
-        for cat, block in fused["per_category"].items():
-            blocks.append((cat, block, dense["per_category"][cat] if dense else None))
-        for name, f, d in blocks:
-            rows.append(
-                [
-                    name,
-                    f["n"],
-                    f["recall@5"],
-                    d["recall@5"] if d else None,
-                    (f["recall@5"] - d["recall@5"]) if d and f["recall@5"] is not None else None,
-                    f["recall@10"],
-                    d["recall@10"] if d else None,
-                    (f["recall@10"] - d["recall@10"]) if d and f["recall@10"] is not None else None,
-                ]
-            )
-        out.append(
-            _table(["category", "n", "fused@5", "dense@5", "gap@5", "fused@10", "dense@10", "gap@10"], rows)
-        )
-        lat_rows = []
-        for mode, run in runs.items():
-            lat = run["latency"]
-            lat_rows.append(
-                [
-                    f"search {mode} c={run['concurrency']}",
-                    lat["client_ms"]["p50"],
-                    lat["client_ms"]["p95"],
-                    lat["server_retrieval_ms"]["p50"],
-                    lat["server_retrieval_ms"]["p95"],
-                    lat["errors"],
-                ]
-            )
-        unc = loc["search_uncached_c16"]
-        lat_rows.append(
-            [
-                "search uncached query c=16",
-                unc["client_ms"]["p50"],
-                unc["client_ms"]["p95"],
-                unc["server_retrieval_ms"]["p50"],
-                unc["server_retrieval_ms"]["p95"],
-                unc["errors"],
-            ]
-        )
-        add = loc["add"]
-        lat_rows.append(
-            [
-                f"add infer=false c={add['concurrency']} ({add['adds_per_s']} adds/s)",
-                add["client_ms"]["p50"],
-                add["client_ms"]["p95"],
-                None,
-                None,
-                add["errors"],
-            ]
-        )
-        out.append("")
-        out.append(
-            _table(["LoCoMo latency (ms)", "p50", "p95", "server p50", "server p95", "errors"], lat_rows)
-        )
-        notes = [f"signals: {loc['signals']['status']} ({loc['signals']['detail']})"]
-        if loc.get("dense_note"):
-            notes.append(loc["dense_note"])
-        if loc.get("evidence_ids_not_in_any_turn"):
-            notes.append(
-                f"evidence ids matching no turn (kept, count as misses): "
-                f"{loc['evidence_ids_not_in_any_turn']}"
-            )
-        out += ["", *("note: " + n for n in notes)]
+        out += _locomo_summary(loc)
     lat = results.get("latency")
     if lat and lat.get("cases"):
-        out.append("")
-        out.append("Search latency over HTTP on loopback (ms; cached query embeddings; top_k=10)")
-        rows = []
-        for label, case in lat["cases"].items():
-            if "search" not in case:
-                continue
-            for m in case["search"].values():
-                rows.append(
-                    [
-                        label,
-                        m["concurrency"],
-                        m["ok"],
-                        m["client_ms"]["p50"],
-                        m["client_ms"]["p95"],
-                        m["client_ms"]["p99"],
-                        m["server_retrieval_ms"]["p50"],
-                        m["server_retrieval_ms"]["p95"],
-                        m["server_retrieval_ms"]["p99"],
-                        m["throughput_rps"],
-                        m["errors"],
-                    ]
-                )
-        out.append(
-            _table(
-                ["case", "conc", "n", "p50", "p95", "p99", "srv p50", "srv p95", "srv p99", "req/s", "err"],
-                rows,
-            )
-        )
-        rows = []
-        for label, case in lat["cases"].items():
-            if "recall_vs_exact" not in case:
-                continue
-            r, fl = case["recall_vs_exact"], case["db_floor"]
-            rows.append(
-                [
-                    label,
-                    case["memories_per_user"]["p50"],
-                    r["recall@10"],
-                    r["min_recall@10"],
-                    r["results_not_owned_by_user"],
-                    fl["ms"]["p50"],
-                    fl["hnsw_probe_tenant_wide_ms"]["p50"],
-                    case["seed"]["seconds"],
-                    _mb(case["service_rss_bytes"]),
-                    _mb(case.get("postgres_pss_bytes")),
-                    r.get("missed_neighbours_nonpositive_sim"),
-                ]
-            )
-        out.append("")
-        out.append(
-            _table(
-                [
-                    "case",
-                    "mem/user",
-                    "recall@10 %",
-                    "min %",
-                    "foreign",
-                    "db scan p50",
-                    "hnsw p50",
-                    "seed s",
-                    "service RSS MB",
-                    "pg PSS MB",
-                    "missed cos<=0",
-                ],
-                rows,
-            )
-        )
-        if lat.get("notes"):
-            out += ["", *("note: " + n for n in lat["notes"])]
+        out += _latency_summary(lat)
     pipe = results.get("pipeline")
     if pipe:
-        rows = []
-        for case in pipe.values():
-            if not isinstance(case, dict) or "c1" not in case:
-                continue
-            c1, c16 = case["c1"], case["c16"]
-            rows.append(
-                [
-                    f"{case['llm_latency_ms']:.0f} ms",
-                    c1["llm_calls_per_add"],
-                    c1["embedding_calls_per_add"],
-                    _f(c1.get("overhead_ms", {}).get("p50")),
-                    _f(c1.get("overhead_ms", {}).get("p95")),
-                    _f(c1["client_ms"]["p50"]),
-                    _f(c16["throughput_rps"]),
-                    _f(c16.get("overhead_ms", {}).get("p50")),
-                    c1["errors"] + c16["errors"],
-                ]
-            )
-        out += [
-            "",
-            "Add with infer=true against a fake LLM (generic provider on 127.0.0.1), one LLM call mode",
-            _table(
-                [
-                    "LLM latency",
-                    "LLM calls/add",
-                    "embed calls/add",
-                    "overhead p50",
-                    "overhead p95",
-                    "client p50",
-                    "adds/s c=16",
-                    "overhead p50 c=16",
-                    "errors",
-                ],
-                rows,
-            ),
-        ]
+        out += _pipeline_summary(pipe)
     if results.get("ratios"):
         out += ["", "Ratios within this run: " + json.dumps(results["ratios"])]
     if results.get("error"):
