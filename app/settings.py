@@ -58,7 +58,6 @@ class MemSettings:
     search_fts_config: str = "simple"
     short_term_ttl_hours: float = 24.0
     session_window_size: int = 20
-    history_enabled: bool = True
     list_max_page_size: int = 100
 
 
@@ -77,6 +76,8 @@ class Settings:
     max_pools: int = 100
     statement_timeout_ms: int = 15_000
     admin_key: str | None = field(default=None, repr=False)
+    # Development only: let tenants name an http or local (loopback, private) JWKS URL.
+    allow_insecure_jwks: bool = False
     log_format: str = "auto"
     log_level: str = "info"
     mem: MemSettings = field(default_factory=MemSettings)
@@ -142,6 +143,7 @@ _KEYS: list[tuple[str, str, Callable[[Any], Any], str | None]] = [
     ("database.max-pools", "max_pools", int, "MEM_MAX_POOLS"),
     ("database.statement-timeout-ms", "statement_timeout_ms", int, "MEM_STATEMENT_TIMEOUT_MS"),
     ("platform.admin-key", "admin_key", _optional_str, "MEM_ADMIN_KEY"),
+    ("platform.allow-insecure-jwks", "allow_insecure_jwks", _bool, "MEM_ALLOW_INSECURE_JWKS"),
     ("log.format", "log_format", str, "LOG_FORMAT"),
     ("log.level", "log_level", str, "LOG_LEVEL"),
     ("nubase.mem.enabled", "mem.enabled", _bool, None),
@@ -169,7 +171,6 @@ _KEYS: list[tuple[str, str, Callable[[Any], Any], str | None]] = [
     ("nubase.mem.search.fts-config", "mem.search_fts_config", str, None),
     ("nubase.mem.memory.short-term-ttl-hours", "mem.short_term_ttl_hours", float, None),
     ("nubase.mem.session.window-size", "mem.session_window_size", int, None),
-    ("nubase.mem.history.enabled", "mem.history_enabled", _bool, None),
     ("nubase.mem.list.max-page-size", "mem.list_max_page_size", int, None),
 ]
 

@@ -11,6 +11,7 @@ from typing import Any
 import structlog
 
 from app.settings import Settings
+from app.tenancy import repo
 from app.tenancy.control import ControlPlane
 from app.tenancy.errors import PgvectorMissing
 from app.tenancy.mem_schema import MemSchemas
@@ -76,7 +77,14 @@ class Platform:
         jwks_url: str | None = None,
         jwks: dict[str, Any] | None = None,
     ) -> Tenant:
-        new = new_tenant(name, ref=ref, jwt_secret=jwt_secret, jwks_url=jwks_url, jwks=jwks)
+        new = new_tenant(
+            name,
+            ref=ref,
+            jwt_secret=jwt_secret,
+            jwks_url=jwks_url,
+            jwks=jwks,
+            allow_insecure_jwks=self.settings.allow_insecure_jwks,
+        )
         init_schema = self.mem_schemas.init if self.settings.mem.enabled else None
         try:
             await self.provisioner.create(new, after_database=init_schema)
@@ -85,6 +93,18 @@ class Platform:
         tenant = await self.registry.get(new.ref)
         log.info("tenant_created", tenant=new.ref, mem_schema=tenant.has_mem_schema)
         return tenant
+
+    async def record_reset(self, ref: str, actor: str, removed: dict[str, int]) -> None:
+        """Write a tenant reset to the control plane's audit trail (control.tenant_resets)."""
+        request_id = structlog.contextvars.get_contextvars().get("request_id")
+        async with self.control.pool.acquire() as conn:
+            await repo.insert_reset(conn, ref, actor=actor, request_id=request_id, removed=removed)
+        log.warning("tenant_reset_recorded", tenant=ref, actor=actor, removed=removed)
+
+    async def resets(self, ref: str) -> list[dict[str, Any]]:
+        """The tenant's reset audit trail, oldest first."""
+        async with self.control.pool.acquire() as conn:
+            return await repo.list_resets(conn, ref)
 
     async def init_mem_schema(self, ref: str) -> SchemaInitResult:
         return await self.mem_schemas.init(ref)

@@ -25,6 +25,14 @@ from app.tenancy.provisioning import new_tenant
 from app.tenancy.service import Platform
 from tests.conftest import ADMIN_KEY, TenantKeys, add, tenant_conn
 
+# The real files, so these tests hold whatever migrations are added later: test files take
+# the next numbers after the newest real one.
+REAL_FILES = [f.name for f in sqlfiles.numbered_files(sqlfiles.directory("mem"))]
+REAL = [f.version for f in sqlfiles.numbered_files(sqlfiles.directory("mem"))]
+NEWEST = max(REAL)
+V1, V2 = NEWEST + 1, NEWEST + 2
+PROBE_FILE = f"{V1:03d}_probe.sql"
+
 # Counts its own runs: a second application would leave two rows, not an error.
 PROBE = """-- Test migration: a table that counts how often this file ran, and a new column.
 CREATE TABLE IF NOT EXISTS mem.migration_probe (id int GENERATED ALWAYS AS IDENTITY, dims int NOT NULL);
@@ -81,11 +89,11 @@ async def probe_rows(runtime: Runtime, keys: TenantKeys) -> int:
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def platform_with_probe(settings: Settings, tmp_path: Path) -> AsyncIterator[Platform]:
-    """A second platform on the same control plane whose mem migrations include 003_probe.sql."""
+    """A second platform on the same control plane whose mem migrations include PROBE_FILE."""
     platform = Platform(
         settings,
         settings.database_url or "",
-        mem_migrations=MemMigrations(migrations_dir(tmp_path, {"003_probe.sql": PROBE})),
+        mem_migrations=MemMigrations(migrations_dir(tmp_path, {PROBE_FILE: PROBE})),
     )
     await platform.start()
     try:
@@ -95,19 +103,19 @@ async def platform_with_probe(settings: Settings, tmp_path: Path) -> AsyncIterat
 
 
 async def test_a_new_tenant_is_at_the_newest_version_with_every_file_recorded(runtime, tenant):
-    assert tenant.tenant.mem_schema_version == 2
-    assert await versions(runtime, tenant) == [1, 2]
+    assert tenant.tenant.mem_schema_version == NEWEST
+    assert await versions(runtime, tenant) == REAL
 
 
 async def test_a_new_migration_is_applied_once_and_a_second_run_applies_nothing(runtime, tenant, tmp_path):
-    folder = migrations_dir(tmp_path, {"003_probe.sql": PROBE})
+    folder = migrations_dir(tmp_path, {PROBE_FILE: PROBE})
 
     first = await run(folder, runtime, tenant)
     second = await run(folder, runtime, tenant)
 
-    assert (first.version, first.applied) == (3, ("003_probe.sql",))
-    assert (second.version, second.applied) == (3, ())
-    assert await versions(runtime, tenant) == [1, 2, 3]
+    assert (first.version, first.applied) == (V1, (PROBE_FILE,))
+    assert (second.version, second.applied) == (V1, ())
+    assert await versions(runtime, tenant) == [*REAL, V1]
     assert await probe_rows(runtime, tenant) == 1
     conn = await tenant_conn(runtime, tenant)
     try:
@@ -122,7 +130,7 @@ async def test_a_new_migration_is_applied_once_and_a_second_run_applies_nothing(
 async def test_after_a_migration_the_request_role_keeps_its_grants_and_gets_no_new_ones(
     client, runtime, tenant, tmp_path
 ):
-    await run(migrations_dir(tmp_path, {"003_probe.sql": PROBE}), runtime, tenant)
+    await run(migrations_dir(tmp_path, {PROBE_FILE: PROBE}), runtime, tenant)
 
     item = await add(client, tenant.service, "still writable after a migration")
 
@@ -149,42 +157,37 @@ async def test_the_init_endpoint_reports_the_files_it_applied_and_the_new_versio
 
     assert first.status_code == 200, first.text
     assert first.json() == {
-        "tenants": [{"ref": tenant.ref, "status": "ok", "schema_version": 3, "applied": ["003_probe.sql"]}]
+        "tenants": [{"ref": tenant.ref, "status": "ok", "schema_version": V1, "applied": [PROBE_FILE]}]
     }
-    assert second.json() == {"tenants": [{"ref": tenant.ref, "status": "ok", "schema_version": 3}]}
+    assert second.json() == {"tenants": [{"ref": tenant.ref, "status": "ok", "schema_version": V1}]}
     registered = await platform_with_probe.find_tenant(tenant.ref)
-    assert registered is not None and registered.mem_schema_version == 3
+    assert registered is not None and registered.mem_schema_version == V1
     assert await probe_rows(runtime, tenant) == 1
 
 
 async def test_two_runners_at_once_on_a_bare_tenant_apply_each_file_exactly_once(runtime, tmp_path):
     slow = "-- Test migration: holds the lock a while so the runners overlap.\nSELECT pg_sleep(0.3);\n"
-    folder = migrations_dir(tmp_path, {"003_probe.sql": PROBE, "004_slow.sql": slow})
+    folder = migrations_dir(tmp_path, {PROBE_FILE: PROBE, f"{V2:03d}_slow.sql": slow})
     new = new_tenant("Bare", ref="bare" + secrets.token_hex(6))
     await runtime.platform.provisioner.create(new)  # a database with no mem schema yet
     keys = TenantKeys(await runtime.platform.registry.get(new.ref))
 
     first, second = await asyncio.gather(run(folder, runtime, keys), run(folder, runtime, keys))
 
-    assert sorted(first.applied + second.applied) == [
-        "001_mem_schema.sql",
-        "002_history_metadata.sql",
-        "003_probe.sql",
-        "004_slow.sql",
-    ]
-    assert first.version == second.version == 4
-    assert await versions(runtime, keys) == [1, 2, 3, 4]
+    assert sorted(first.applied + second.applied) == [*REAL_FILES, PROBE_FILE, f"{V2:03d}_slow.sql"]
+    assert first.version == second.version == V2
+    assert await versions(runtime, keys) == [*REAL, V1, V2]
     assert await probe_rows(runtime, keys) == 1
 
 
 async def test_a_failing_migration_rolls_back_alone_and_is_applied_once_fixed(runtime, tenant, tmp_path):
     broken = "ALTER TABLE mem.memories ADD COLUMN half_done int;\nSELECT 1 / 0;\n"
-    bad = migrations_dir(tmp_path / "bad", {"003_probe.sql": PROBE, "004_broken.sql": broken})
+    bad = migrations_dir(tmp_path / "bad", {PROBE_FILE: PROBE, f"{V2:03d}_broken.sql": broken})
 
     with pytest.raises(asyncpg.DivisionByZeroError):
         await run(bad, runtime, tenant)
 
-    assert await versions(runtime, tenant) == [1, 2, 3]
+    assert await versions(runtime, tenant) == [*REAL, V1]
     conn = await tenant_conn(runtime, tenant)
     try:
         column = "SELECT 1 FROM information_schema.columns WHERE table_name = 'memories' AND column_name = $1"
@@ -192,20 +195,22 @@ async def test_a_failing_migration_rolls_back_alone_and_is_applied_once_fixed(ru
     finally:
         await conn.close()
     fixed = migrations_dir(
-        tmp_path / "fixed", {"003_probe.sql": PROBE, "004_broken.sql": broken.replace("1 / 0", "1")}
+        tmp_path / "fixed", {PROBE_FILE: PROBE, f"{V2:03d}_broken.sql": broken.replace("1 / 0", "1")}
     )
     outcome = await run(fixed, runtime, tenant)
-    assert (outcome.version, outcome.applied) == (4, ("004_broken.sql",))
+    assert (outcome.version, outcome.applied) == (V2, (f"{V2:03d}_broken.sql",))
 
 
 async def test_a_migration_numbered_below_an_applied_one_is_refused(runtime, tenant, tmp_path):
-    await run(migrations_dir(tmp_path / "a", {"004_probe.sql": PROBE}), runtime, tenant)
-    late = migrations_dir(tmp_path / "b", {"003_late.sql": "SELECT 1;\n", "004_probe.sql": PROBE})
+    await run(migrations_dir(tmp_path / "a", {f"{V2:03d}_probe.sql": PROBE}), runtime, tenant)
+    late = migrations_dir(
+        tmp_path / "b", {PROBE_FILE.replace("probe", "late"): "SELECT 1;\n", f"{V2:03d}_probe.sql": PROBE}
+    )
 
     with pytest.raises(MigrationOutOfOrder):
         await run(late, runtime, tenant)
 
-    assert await versions(runtime, tenant) == [1, 2, 4]
+    assert await versions(runtime, tenant) == [*REAL, V2]
 
 
 async def test_a_ref_with_a_trailing_newline_is_a_bad_request_not_a_server_error(client):
