@@ -13,11 +13,14 @@ import pytest
 import pytest_asyncio
 
 from app.asgi import build_runtime, close_runtime, create_app
+from app.db import sqlfiles
 from app.db.dsn import database_of, with_database
 from app.runtime import Runtime
 from tests.conftest import ADMIN_KEY, add, make_settings, tenant_conn
 
 ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
+# The newest sql/mem file: what a new tenant is migrated to.
+NEWEST_MEM_VERSION = max(f.version for f in sqlfiles.numbered_files(sqlfiles.directory("mem")))
 
 
 def _ref() -> str:
@@ -48,7 +51,7 @@ async def test_admin_creates_a_tenant_whose_keys_are_hs256_jwts_signed_with_its_
     assert body["ref"] == ref
     assert body["name"] == "Acme Corp"
     assert body["status"] == "active"
-    assert body["mem_schema_version"] == 2
+    assert body["mem_schema_version"] == NEWEST_MEM_VERSION
     assert body["embedding_dimensions"] == 384
     secret = body["jwt_secret"]
     for key_name, role in (("anon_key", "anon"), ("service_role_key", "service_role")):
@@ -175,7 +178,9 @@ async def test_init_of_one_tenant_is_idempotent(client, runtime, tenant):
     second = await client.post(url, headers=ADMIN)
 
     assert first.status_code == 200, first.text
-    assert first.json() == {"tenants": [{"ref": tenant.ref, "status": "ok", "schema_version": 2}]}
+    assert first.json() == {
+        "tenants": [{"ref": tenant.ref, "status": "ok", "schema_version": NEWEST_MEM_VERSION}]
+    }
     assert second.status_code == 200
     assert second.json() == first.json()
     after = await runtime.platform.fingerprint(tenant.ref)
@@ -207,7 +212,7 @@ async def test_init_without_db_key_reports_a_status_for_every_tenant(client, ten
     results = response.json()["tenants"]
     by_ref = {r["ref"]: r for r in results}
     assert by_ref[tenant.ref]["status"] == "ok"
-    assert by_ref[tenant.ref]["schema_version"] == 2
+    assert by_ref[tenant.ref]["schema_version"] == NEWEST_MEM_VERSION
     listed = await client.get("/auth/v1/admin/tenants", headers=ADMIN)
     assert set(by_ref) == {t["ref"] for t in listed.json()["tenants"]}
     assert all(r["status"] in ("ok", "error") for r in results)
@@ -295,8 +300,8 @@ async def test_a_tenant_created_while_disabled_gets_its_mem_schema_from_the_init
             {
                 "ref": ref,
                 "status": "ok",
-                "schema_version": 2,
-                "applied": ["001_mem_schema.sql", "002_history_metadata.sql"],
+                "schema_version": NEWEST_MEM_VERSION,
+                "applied": [f.name for f in sqlfiles.numbered_files(sqlfiles.directory("mem"))],
             }
         ]
     }
