@@ -94,7 +94,7 @@ async def build_runtime(settings: Settings) -> Runtime:
         pools,
         embedder,
         cache,
-        jwks=JwksKeys(),
+        jwks=JwksKeys(allow_insecure=settings.allow_insecure_jwks),
         embedded=embedded,
         chat=build_chat_provider(settings.mem),
     )

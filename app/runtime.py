@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 from app.auth.jwks import JwksKeys
@@ -37,4 +38,5 @@ class Runtime:
             tenant_dims=tenant_dims,
             fts_config=fts_config,
             chat=self.chat,
+            record_reset=functools.partial(self.platform.record_reset, tenant_ref),
         )

@@ -61,7 +61,6 @@ class MemSettings:
     server_timing: bool = False
     short_term_ttl_hours: float = 24.0
     session_window_size: int = 20
-    history_enabled: bool = True
     list_max_page_size: int = 100
 
 
@@ -86,6 +85,8 @@ class Settings:
     # /docs and /docs/openapi.json without a key. They describe the API, which is the same for
     # every deployment and holds no tenant data; false puts them behind the admin key.
     public_docs: bool = True
+    # Development only: let tenants name an http or local (loopback, private) JWKS URL.
+    allow_insecure_jwks: bool = False
     log_format: str = "auto"
     log_level: str = "info"
     mem: MemSettings = field(default_factory=MemSettings)
@@ -153,6 +154,7 @@ _KEYS: list[tuple[str, str, Callable[[Any], Any], str | None]] = [
     ("platform.admin-key", "admin_key", _optional_str, "MEM_ADMIN_KEY"),
     ("platform.metrics-key", "metrics_key", _optional_str, "MEM_METRICS_KEY"),
     ("server.public-docs", "public_docs", _bool, "MEM_PUBLIC_DOCS"),
+    ("platform.allow-insecure-jwks", "allow_insecure_jwks", _bool, "MEM_ALLOW_INSECURE_JWKS"),
     ("log.format", "log_format", str, "LOG_FORMAT"),
     ("log.level", "log_level", str, "LOG_LEVEL"),
     ("nubase.mem.enabled", "mem.enabled", _bool, None),
@@ -181,7 +183,6 @@ _KEYS: list[tuple[str, str, Callable[[Any], Any], str | None]] = [
     ("nubase.mem.search.server-timing", "mem.server_timing", _bool, "MEM_SERVER_TIMING"),
     ("nubase.mem.memory.short-term-ttl-hours", "mem.short_term_ttl_hours", float, None),
     ("nubase.mem.session.window-size", "mem.session_window_size", int, None),
-    ("nubase.mem.history.enabled", "mem.history_enabled", _bool, None),
     ("nubase.mem.list.max-page-size", "mem.list_max_page_size", int, None),
 ]
 

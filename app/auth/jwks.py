@@ -3,11 +3,45 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from typing import Any
+from urllib.parse import urlsplit
 
 import jwt
 
 from app.errors import Unauthorized
+
+_LOCAL_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback")
+
+
+def jwks_url_problem(url: str, *, allow_insecure: bool = False) -> str | None:
+    """Why the service must not fetch `url` as a JWKS, or None when it may.
+
+    Only https, and never a loopback, private, link-local or otherwise non-public address given
+    as a literal IP or a local name: the service would otherwise read its own files (file://)
+    or its own network on a tenant's say-so. `allow_insecure` (development) lifts both rules.
+    """
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        return "it is not a valid URL"
+    if allow_insecure:
+        return None if parts.scheme in ("http", "https") and host else "it must be an http(s) URL with a host"
+    if parts.scheme != "https":
+        return "it must use https"
+    if not host:
+        return "it has no host"
+    name = host.rstrip(".").lower()
+    if name in _LOCAL_NAMES or name.endswith((".localhost", ".local", ".internal")):
+        return "its host is local"
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return None  # a DNS name
+    if not address.is_global or address.is_multicast:
+        return "its host is a loopback, private, link-local or reserved address"
+    return None
 
 
 class JwksKeys:
@@ -16,7 +50,10 @@ class JwksKeys:
     Built by the app factory and held by the runtime, so key sets outlive requests but never a process.
     """
 
-    def __init__(self, *, cache_seconds: float = 300, fetch_timeout_seconds: float = 5) -> None:
+    def __init__(
+        self, *, cache_seconds: float = 300, fetch_timeout_seconds: float = 5, allow_insecure: bool = False
+    ) -> None:
+        self._allow_insecure = allow_insecure
         self._cache_seconds = cache_seconds
         self._fetch_timeout = fetch_timeout_seconds
         # ref -> (the dict it was parsed from, the parsed set): a tenant record reloaded with
@@ -32,9 +69,13 @@ class JwksKeys:
             return self._parsed(ref, jwks)
         if not jwks_url:
             return None
+        if jwks_url_problem(jwks_url, allow_insecure=self._allow_insecure) is not None:
+            # A URL stored before creation checked it: never fetched.
+            raise Unauthorized("The tenant's JWKS URL is not allowed.", code="jwks_unavailable")
         try:
             return await asyncio.to_thread(self._client(jwks_url).get_jwk_set)
-        except jwt.PyJWKClientError as exc:
+        except (jwt.PyJWTError, OSError, ValueError) as exc:
+            # PyJWKClientError for most failures; a body that is not a key set can raise others.
             raise Unauthorized("The tenant's JWKS could not be fetched.", code="jwks_unavailable") from exc
 
     def _parsed(self, ref: str, jwks: dict[str, Any]) -> jwt.PyJWKSet:

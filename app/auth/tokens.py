@@ -74,6 +74,15 @@ def unverified_ref(api_key: str) -> str | None:
     return ref if isinstance(ref, str) else None
 
 
+def token_algorithm(token: str) -> str | None:
+    """The `alg` a token's header names, unverified: only to know which keys to load."""
+    try:
+        alg = jwt.get_unverified_header(token).get("alg")
+    except jwt.PyJWTError:
+        return None
+    return alg if isinstance(alg, str) else None
+
+
 def verify_api_key(api_key: str, secret: str, ref: str) -> str:
     """Return the key's role after checking signature, expiry, tenant and role."""
     try:
@@ -142,13 +151,29 @@ def verify_user_token(token: str, *, secret: str, jwks: jwt.PyJWKSet | None) -> 
             "The bearer token is a tenant API key, not a signed-in user's access token.",
             code=NOT_A_USER_TOKEN,
         )
+    return _user_claims(claims)
+
+
+def _user_claims(claims: dict[str, Any]) -> UserClaims:
     sub = claims.get("sub")
     if not isinstance(sub, str) or not sub:
         raise Unauthorized("The bearer token has no subject.", code="invalid_token")
+    session_id = claims.get("session_id")
+    if not _encodable(sub) or (isinstance(session_id, str) and not _encodable(session_id)):
+        # A lone surrogate (\\ud800) decodes from JSON but has no UTF-8 form to store or compare.
+        raise Unauthorized("The bearer token's subject is not valid text.", code="invalid_token")
     return UserClaims(
         sub=sub,
         role=str(claims.get("role") or ""),
         email=claims.get("email"),
-        session_id=claims.get("session_id"),
+        session_id=session_id if isinstance(session_id, str) else None,
         claims=claims,
     )
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -47,10 +47,11 @@ CONFIG_KEYS = {
         ConfigKey("search.entity-boost-enabled", "search_entity_boost_enabled", bool),
         ConfigKey("memory.short-term-ttl-hours", "short_term_ttl_hours", float, 0.01, 24 * 365),
         ConfigKey("session.window-size", "session_window_size", int, 0, 500),
-        ConfigKey("history.enabled", "history_enabled", bool),
     )
 }
-FIXED_CONFIG_KEYS = ("embedding.dimensions", "search.fts-config")
+# Keys a tenant may not change: fixed at init, or (history.enabled) not switchable at all, since
+# the history is the tenant's audit trail and a tenant that could turn it off would have none.
+FIXED_CONFIG_KEYS = ("embedding.dimensions", "search.fts-config", "history.enabled")
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,6 @@ class EffectiveConfig:
     search_entity_boost_enabled: bool
     short_term_ttl_hours: float
     session_window_size: int
-    history_enabled: bool
 
     @classmethod
     def resolve(cls, settings: MemSettings, overrides: Mapping[str, Any]) -> EffectiveConfig:
@@ -79,7 +79,7 @@ def check_changes(changes: Mapping[str, Any]) -> None:
     """Refuse unknown, fixed and out-of-range keys; a null value (removing an override) is fine."""
     for name, value in changes.items():
         if name in FIXED_CONFIG_KEYS:
-            raise BadRequest(f"{name} is fixed when the tenant is initialised.", code="config_key_fixed")
+            raise BadRequest(f"{name} cannot be changed by a tenant.", code="config_key_fixed")
         key = CONFIG_KEYS.get(name)
         if key is None:
             raise BadRequest(
@@ -91,7 +91,8 @@ def check_changes(changes: Mapping[str, Any]) -> None:
 
 
 def merge_overrides(current: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
-    merged = dict(current)
+    # A stored override whose key is no longer tenant-settable (history.enabled) is dropped.
+    merged = {name: value for name, value in current.items() if name in CONFIG_KEYS}
     for name, value in changes.items():
         if value is None:
             merged.pop(name, None)

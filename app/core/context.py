@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from app.core.config import EffectiveConfig
@@ -26,6 +27,9 @@ class MemoryDeps:
     tenant_dims: int
     fts_config: str = "simple"
     chat: ChatProvider | None = None
+    # Writes a reset of this tenant to the platform's audit trail: (actor, rows removed per table).
+    # A callback, so the memory features need not know the control plane.
+    record_reset: Callable[[str, dict[str, int]], Awaitable[None]] | None = None
     _config: EffectiveConfig | None = field(default=None, init=False, repr=False)
 
     @property

@@ -393,7 +393,13 @@ def _parse_timestamp(value: Any, path: str) -> datetime:
             raise _invalid(f"{value!r:.80} is not an ISO-8601 date or timestamp.", path) from None
     else:
         raise _invalid(f"Expected an ISO-8601 timestamp string, not {_type_name(value)}.", path)
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    try:
+        # In UTC, as Postgres stores it: a time near year 1 or 9999 may fall outside what exists.
+        return (parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+    except OverflowError:
+        raise _invalid(
+            f"{str(value)!r:.80} is out of the range of timestamps (years 1 to 9999, in UTC).", path
+        ) from None
 
 
 @dataclass(frozen=True)

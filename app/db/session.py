@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import TypeVar
 
 import asyncpg
 from asyncpg.transaction import Transaction
 
 # A request that cannot get a connection this fast answers 503 (TimeoutError) instead of queueing.
 ACQUIRE_TIMEOUT_SECONDS = 10.0
+# Errors after which running the same statements again may well succeed (SQLSTATE class 40).
+RETRYABLE = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
+RETRY_ATTEMPTS = 4
+
+T = TypeVar("T")
 
 SERVICE_ROLE = "service_role"
 USER_ROLE = "authenticated"
@@ -72,6 +80,22 @@ class TenantSession:
                 raise
             self._conn, self._tx = conn, tx
         return self._conn
+
+    async def retry_alone(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """Run `work` in a savepoint, again (up to RETRY_ATTEMPTS) after a deadlock or a
+        serialization failure. Rolling back to the savepoint releases the locks `work` took,
+        so the other transaction can finish. Only for work that is safe to repeat: the last
+        failure is raised (a 503 database_busy)."""
+        conn = await self.connection()
+        for attempt in range(1, RETRY_ATTEMPTS + 1):
+            try:
+                async with conn.transaction():
+                    return await work(conn)
+            except RETRYABLE:
+                if attempt == RETRY_ATTEMPTS:
+                    raise
+                await asyncio.sleep(random.uniform(0.01, 0.05) * attempt)
+        raise AssertionError("unreachable")
 
     @asynccontextmanager
     async def reader(self) -> AsyncIterator[asyncpg.Connection]:

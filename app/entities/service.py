@@ -6,6 +6,7 @@ from uuid import UUID
 
 from app.auth.scope import MemoryAuthScope
 from app.core.linking.heuristic import ENTITY_TYPES
+from app.core.paging import page_window
 from app.core.views import Deleted, Entity, entity_view
 from app.db.session import TenantSession
 from app.entities import repo
@@ -26,8 +27,7 @@ async def list_entities(
     owner = scope.owner(owner_ids.get("user_id"), owner_ids.get("agent_id"), owner_ids.get("run_id"))
     if entity_type is not None and entity_type not in ENTITY_TYPES:
         raise BadRequest(f"entity_type must be one of {', '.join(ENTITY_TYPES)}.", code="invalid_entity_type")
-    if page < 1 or not 1 <= page_size <= max_page_size:
-        raise BadRequest(f"page starts at 1 and page_size is 1 to {max_page_size}.", code="invalid_page")
+    page, page_size = page_window(page, page_size, max_page_size)
     rows, total = await repo.list_for_owner(
         await db.connection(), owner, entity_type=entity_type, limit=page_size, offset=(page - 1) * page_size
     )

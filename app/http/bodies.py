@@ -19,6 +19,7 @@ from litestar.typing import FieldDefinition
 from msgspec import inspect as mi
 
 from app.errors import BadRequest, ValidationFailed
+from app.http.safe_json import load_json
 
 # camelCase aliases accepted on input for nubase clients.
 ALIASES = {
@@ -119,10 +120,7 @@ def _humanise(error: str) -> str:
 
 
 def parse_json(raw: bytes) -> Any:
-    try:
-        return msgspec.json.decode(raw)
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"The request body is not valid JSON: {exc}.", code="malformed_json") from exc
+    return load_json(raw, what="The request body", malformed="malformed_json", deep="invalid_body")
 
 
 class StrictBody(AbstractDTO[T]):

@@ -19,9 +19,11 @@ from litestar.handlers.base import BaseRouteHandler
 
 from app.auth.scope import MAX_ID_LENGTH, MemoryAuthScope
 from app.auth.tokens import (
+    ASYMMETRIC_ALGORITHMS,
     NOT_A_USER_TOKEN,
     USER_ROLE,
     UserClaims,
+    token_algorithm,
     unverified_ref,
     verify_api_key,
     verify_user_token,
@@ -104,7 +106,11 @@ def _user_scope(ref: str, claims: UserClaims) -> MemoryAuthScope:
 
 async def _user_claims(runtime: Runtime, tenant: Tenant, token: str) -> UserClaims:
     """A signed-in user's verified claims; a genuine token that names no user is NOT_A_USER_TOKEN."""
-    jwks = await runtime.jwks.for_tenant(tenant.ref, jwks=tenant.jwks, jwks_url=tenant.jwks_url)
+    # Only an ES256/RS256 token needs the key set: an HS256 token never costs a JWKS fetch,
+    # so a tenant's broken JWKS URL cannot break its HS256 users.
+    jwks = None
+    if token_algorithm(token) in ASYMMETRIC_ALGORITHMS:
+        jwks = await runtime.jwks.for_tenant(tenant.ref, jwks=tenant.jwks, jwks_url=tenant.jwks_url)
     claims = verify_user_token(token, secret=tenant.jwt_secret, jwks=jwks)
     if len(claims.sub) > MAX_ID_LENGTH:
         raise Unauthorized(

@@ -108,6 +108,14 @@ def undecodable_body_handler(request: Request[Any, Any, Any], exc: UnicodeDecode
     return error_response(400, ErrorBody("malformed_json", "The request body is not valid UTF-8 JSON."))
 
 
+def unencodable_text_handler(request: Request[Any, Any, Any], exc: UnicodeEncodeError) -> Response[Any]:
+    # Text with no UTF-8 form (a lone surrogate such as \ud800) that got past the body checks.
+    log.info("request_refused", code="invalid_text", status=400)
+    return error_response(
+        400, ErrorBody("invalid_text", "Text may not contain lone UTF-16 surrogates (such as \\ud800).")
+    )
+
+
 def postgres_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     """Database errors that slipped past the repos: never a stack trace, the right status."""
     if isinstance(exc, asyncpg.UniqueViolationError):
@@ -117,6 +125,14 @@ def postgres_error_handler(request: Request[Any, Any, Any], exc: Exception) -> R
         log.info("request_refused", code="invalid_text", status=400)
         return error_response(
             400, ErrorBody("invalid_text", "Text may not contain NUL (\\u0000) characters.")
+        )
+    if isinstance(exc, asyncpg.DeadlockDetectedError | asyncpg.SerializationError):
+        # Another request held what this one needed; the transaction was rolled back whole.
+        log.warning("database_busy", error=type(exc).__name__)
+        return error_response(
+            503,
+            ErrorBody("database_busy", "The database was busy with a conflicting change; try again."),
+            {"Retry-After": "1"},
         )
     if isinstance(exc, asyncpg.QueryCanceledError):
         log.error("database_timeout", exc_info=exc)
@@ -152,6 +168,7 @@ def exception_handlers() -> dict[Any, Any]:
         AppError: app_error_handler,
         HTTPException: http_exception_handler,
         UnicodeDecodeError: undecodable_body_handler,
+        UnicodeEncodeError: unencodable_text_handler,
         asyncpg.PostgresError: postgres_error_handler,
         asyncpg.InterfaceError: postgres_error_handler,
         OSError: postgres_error_handler,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from uuid import UUID
 
@@ -10,6 +9,7 @@ from litestar import Request
 from litestar.params import ParameterKwarg
 
 from app.errors import BadRequest, InvalidFilter
+from app.http.safe_json import load_json
 
 _CAMEL = {"user_id": "userId", "agent_id": "agentId", "run_id": "runId"}
 
@@ -27,10 +27,9 @@ def owner_ids(request: Request[Any, Any, Any], **given: str | None) -> dict[str,
 def json_filters(raw: str | None) -> dict[str, Any] | None:
     if raw is None or raw == "":
         return None
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise InvalidFilter("The filters query parameter must be a JSON object.") from exc
+    value = load_json(
+        raw, what="The filters query parameter", malformed="invalid_filter", deep="invalid_filter"
+    )
     if not isinstance(value, dict):
         raise InvalidFilter("The filters query parameter must be a JSON object.")
     return value

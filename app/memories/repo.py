@@ -7,6 +7,7 @@ read across owners through this module.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -279,8 +280,12 @@ async def stats_for_owner(conn: asyncpg.Connection, owner: Owner, *, top_users: 
     return out
 
 
-async def reset_tenant(conn: asyncpg.Connection) -> None:
-    await conn.execute("SELECT mem.reset()")
+async def reset_tenant(conn: asyncpg.Connection) -> dict[str, int]:
+    """Empty every mem table but the config; the rows removed per table."""
+    removed = await conn.fetchval("SELECT mem.reset()")
+    if isinstance(removed, str):
+        removed = json.loads(removed)
+    return {str(k): int(v) for k, v in dict(removed).items()}
 
 
 async def table_counts(conn: asyncpg.Connection) -> dict[str, int]:

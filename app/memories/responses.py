@@ -84,3 +84,5 @@ class MemoryConfig(msgspec.Struct):
 
 class ResetDone(msgspec.Struct):
     message: str
+    # Rows removed per table (memories, entities, entity_links, memory_history, session_messages).
+    removed: dict[str, int]

@@ -215,8 +215,8 @@ class MemoryController(Controller):
         summary="Delete every memory of the tenant (service_role)",
         responses=_ERRORS,
     )
-    async def reset(self, auth: MemoryAuthScope, db: TenantSession) -> ResetDone:
-        return await service.reset(db, auth)
+    async def reset(self, auth: MemoryAuthScope, db: TenantSession, deps: MemoryDeps) -> ResetDone:
+        return await service.reset(db, auth, deps)
 
 
 def _int_alias(request: Request[Any, Any, Any], name: str) -> int | None:

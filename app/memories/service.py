@@ -10,14 +10,15 @@ import structlog
 
 from app.auth.scope import MemoryAuthScope, Owner
 from app.core import repo as core_repo
-from app.core.config import EffectiveConfig, check_changes, merge_overrides
+from app.core.config import CONFIG_KEYS, EffectiveConfig, check_changes, merge_overrides
 from app.core.context import MemoryDeps
 from app.core.filters import scoped_filter
 from app.core.linking import repo as linking_repo
+from app.core.paging import page_window
 from app.core.schemas import MAX_MEMORY_CHARS, iso, normalise_memory_type
 from app.core.views import Deleted, EntityList, HistoryEntry, Memory, entity_view, history_view, memory_view
 from app.db.session import TenantSession
-from app.errors import BadRequest, Forbidden, NotFound
+from app.errors import AppError, BadRequest, Forbidden, NotFound
 from app.memories import pipeline, repo
 from app.memories.apply import AddOptions, PlanWriter, apply_decisions
 from app.memories.pipeline import Plan
@@ -111,21 +112,6 @@ def _requested_owner(
     )
 
 
-_MAX_OFFSET = 2**63 - 1  # Postgres OFFSET is a bigint
-
-
-def _page(page: int | None, page_size: int | None, max_page_size: int) -> tuple[int, int]:
-    page = 1 if page is None else page
-    page_size = 50 if page_size is None else page_size
-    if page < 1:
-        raise BadRequest("page starts at 1.", code="invalid_page")
-    if not 1 <= page_size <= max_page_size:
-        raise BadRequest(f"page_size must be between 1 and {max_page_size}.", code="invalid_page_size")
-    if (page - 1) * page_size > _MAX_OFFSET:
-        raise BadRequest("page is too large.", code="invalid_page")
-    return page, page_size
-
-
 async def list_memories(
     db: TenantSession,
     scope: MemoryAuthScope,
@@ -144,7 +130,7 @@ async def list_memories(
         owner_ids.get("run_id"),
         requested_scope=owner_ids.get("scope"),
     )
-    page, page_size = _page(page, page_size, deps.settings.list_max_page_size)
+    page, page_size = page_window(page, page_size, deps.settings.list_max_page_size)
     rows, total = await repo.list_for_owner(
         await db.connection(),
         owner,
@@ -259,7 +245,7 @@ async def _config_view(db: TenantSession, row: Any, deps: MemoryDeps) -> MemoryC
         embedding_model=s.embedding_model,
         chat_provider=s.chat_provider,
         settings=(await deps.config(db)).as_settings(),
-        overrides=dict(row["settings"]),
+        overrides={k: v for k, v in dict(row["settings"]).items() if k in CONFIG_KEYS},
         updated_at=iso(row["updated_at"]),
     )
 
@@ -282,8 +268,17 @@ async def put_config(
     return await _config_view(db, row, deps)
 
 
-async def reset(db: TenantSession, scope: MemoryAuthScope) -> ResetDone:
+async def reset(db: TenantSession, scope: MemoryAuthScope, deps: MemoryDeps) -> ResetDone:
+    """Empty the tenant's store and record it in the platform's audit trail.
+
+    The record is written before the tenant's transaction commits: a reset is never missing
+    from the trail (a commit that then fails leaves a record of a reset that did not happen).
+    """
     _require_service(scope, "Reset")
-    await repo.reset_tenant(await db.connection())
-    log.warning("tenant_memory_reset")
-    return ResetDone(message="All memories of this tenant were deleted; config was kept.")
+    if deps.record_reset is None:
+        raise AppError("Resets cannot be recorded here, so none is done.", code="reset_not_recorded")
+    # Alone in its transaction, so a deadlock or serialization failure is safely retried.
+    removed = await db.retry_alone(repo.reset_tenant)
+    await deps.record_reset(scope.actor, removed)
+    log.warning("tenant_memory_reset", removed=removed)
+    return ResetDone(message="All memories of this tenant were deleted; config was kept.", removed=removed)

@@ -84,11 +84,17 @@ def _parse_expiration(text: str) -> datetime:
             # A date means "through that day" (UTC).
             return datetime.combine(date.fromisoformat(text) + timedelta(days=1), time(), UTC)
         expires = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        # In UTC, as Postgres stores it: near year 1 or 9999 that may not exist.
+        return (expires if expires.tzinfo is not None else expires.replace(tzinfo=UTC)).astimezone(UTC)
     except ValueError as exc:
         raise BadRequest(
             "expiration_date must be an ISO 8601 date or date-time.", code="invalid_expiration_date"
         ) from exc
-    return expires if expires.tzinfo is not None else expires.replace(tzinfo=UTC)
+    except OverflowError as exc:
+        raise BadRequest(
+            "expiration_date is out of range: it must fall within the years 1 to 9999 in UTC.",
+            code="invalid_expiration_date",
+        ) from exc
 
 
 def expiry(expiration_date: str | None, memory_type: str, config: EffectiveConfig) -> datetime | None:

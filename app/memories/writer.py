@@ -150,6 +150,6 @@ class Writer:
         )
 
     async def flush(self) -> None:
-        if self._history and self.config.history_enabled:
+        if self._history:
             await repo.insert_history(self.conn, self._history)
         self._history = []

@@ -12,6 +12,7 @@ import asyncpg
 import jwt
 import structlog
 
+from app.auth.jwks import jwks_url_problem
 from app.auth.tokens import mint_api_key
 from app.tenancy import repo
 from app.tenancy.control import ControlPlane
@@ -32,6 +33,7 @@ def new_tenant(
     jwks_url: str | None = None,
     jwks: dict[str, Any] | None = None,
     cors_origins: list[str] | None = None,
+    allow_insecure_jwks: bool = False,
 ) -> NewTenant:
     """Validate a create request and generate what the caller did not give: ref, secret, keys."""
     name = name.strip()
@@ -43,6 +45,14 @@ def new_tenant(
             "A tenant ref has 3 to 40 lowercase letters and digits, starting with a letter.",
             code="invalid_tenant_ref",
         )
+    if jwks_url is not None:
+        problem = jwks_url_problem(jwks_url, allow_insecure=allow_insecure_jwks)
+        if problem is not None:
+            raise InvalidTenant(
+                f"The JWKS URL is refused: {problem}.",
+                code="invalid_jwks_url",
+                hint="Use a public https URL; MEM_ALLOW_INSECURE_JWKS=true lifts this for development.",
+            )
     if jwks is not None:
         try:
             jwt.PyJWKSet.from_dict(jwks)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 import asyncpg
 
@@ -131,6 +132,34 @@ async def delete_tenant_row(conn: asyncpg.Connection, ref: str) -> None:
 
 async def lock_control_migrations(conn: asyncpg.Connection) -> None:
     await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", _CONTROL_MIGRATIONS_LOCK)
+
+
+async def insert_reset(
+    conn: asyncpg.Connection, ref: str, *, actor: str, request_id: str | None, removed: dict[str, int]
+) -> None:
+    """One row of the reset audit trail: who emptied which tenant's store, and how many rows went."""
+    await conn.execute(
+        "INSERT INTO control.tenant_resets (ref, actor, request_id, removed) VALUES ($1, $2, $3, $4::jsonb)",
+        ref,
+        actor,
+        request_id,
+        json.dumps(removed),
+    )
+
+
+async def list_resets(conn: asyncpg.Connection, ref: str) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        """SELECT ref, actor, request_id, removed, reset_at FROM control.tenant_resets
+           WHERE ref = $1 ORDER BY reset_at, id""",
+        ref,
+    )
+    out = []
+    for row in rows:
+        data = dict(row)
+        if isinstance(data["removed"], str):
+            data["removed"] = json.loads(data["removed"])
+        out.append(data)
+    return out
 
 
 async def applied_control_versions(conn: asyncpg.Connection) -> set[str]:

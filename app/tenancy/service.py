@@ -11,6 +11,7 @@ from typing import Any
 import structlog
 
 from app.settings import Settings
+from app.tenancy import repo
 from app.tenancy.control import ControlPlane
 from app.tenancy.errors import PgvectorMissing
 from app.tenancy.mem_schema import MemSchemas
@@ -79,7 +80,13 @@ class Platform:
         cors_origins: list[str] | None = None,
     ) -> Tenant:
         new = new_tenant(
-            name, ref=ref, jwt_secret=jwt_secret, jwks_url=jwks_url, jwks=jwks, cors_origins=cors_origins
+            name,
+            ref=ref,
+            jwt_secret=jwt_secret,
+            jwks_url=jwks_url,
+            jwks=jwks,
+            cors_origins=cors_origins,
+            allow_insecure_jwks=self.settings.allow_insecure_jwks,
         )
         init_schema = self.mem_schemas.init if self.settings.mem.enabled else None
         try:
@@ -98,6 +105,18 @@ class Platform:
 
     async def origin_listed(self, origin: str) -> bool:
         return await self.registry.origin_listed(origin)
+
+    async def record_reset(self, ref: str, actor: str, removed: dict[str, int]) -> None:
+        """Write a tenant reset to the control plane's audit trail (control.tenant_resets)."""
+        request_id = structlog.contextvars.get_contextvars().get("request_id")
+        async with self.control.pool.acquire() as conn:
+            await repo.insert_reset(conn, ref, actor=actor, request_id=request_id, removed=removed)
+        log.warning("tenant_reset_recorded", tenant=ref, actor=actor, removed=removed)
+
+    async def resets(self, ref: str) -> list[dict[str, Any]]:
+        """The tenant's reset audit trail, oldest first."""
+        async with self.control.pool.acquire() as conn:
+            return await repo.list_resets(conn, ref)
 
     async def init_mem_schema(self, ref: str) -> SchemaInitResult:
         return await self.mem_schemas.init(ref)

@@ -384,7 +384,7 @@ CASES = [
     bad(
         "config-top-k-bool", PUT_CONFIG, settings({"search.default-top-k": True}), 400, "invalid_config_value"
     ),
-    bad("config-history-not-bool", PUT_CONFIG, settings({"history.enabled": 1}), 400, "invalid_config_value"),
+    bad("config-history-off", PUT_CONFIG, settings({"history.enabled": False}), 400, "config_key_fixed"),
     bad(
         "config-window-negative",
         PUT_CONFIG,

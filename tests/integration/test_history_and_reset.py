@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from datetime import UTC, datetime
@@ -219,9 +220,19 @@ async def test_reset_empties_every_mem_table_but_keeps_the_config(client, runtim
         "config": 1,
     }
 
-    response = await client.post("/mem/v1/reset", headers=tenant.service)
+    response = await client.post("/mem/v1/reset", headers={**tenant.service, "x-request-id": "reset-audit-1"})
 
     assert response.status_code == 200, response.text
+    removed = {k: v for k, v in before.items() if k != "config"}
+    assert response.json()["removed"] == removed
+    # The audit trail is in the control plane, out of reach of the reset it records.
+    (record,) = await runtime.platform.resets(tenant.ref)
+    assert (record["ref"], record["actor"], record["request_id"]) == (
+        tenant.ref,
+        "service_role",
+        "reset-audit-1",
+    )
+    assert record["removed"] == removed
     assert await table_counts(runtime, tenant) == {
         "memories": 0,
         "memory_history": 0,
@@ -250,6 +261,63 @@ async def test_reset_touches_only_the_calling_tenant(client, runtime, tenant, ot
     assert (await table_counts(runtime, tenant))["memories"] == 0
     assert (await table_counts(runtime, other_tenant))["memories"] == 1
     assert (await table_counts(runtime, other_tenant))["memory_history"] == 1
+    assert len(await runtime.platform.resets(tenant.ref)) == 1
+    assert await runtime.platform.resets(other_tenant.ref) == []
+
+
+async def test_a_reset_is_recorded_even_when_the_store_is_already_empty(client, runtime, tenant):
+    for _ in range(2):
+        response = await client.post("/mem/v1/reset", headers=tenant.service)
+        assert response.status_code == 200, response.text
+    records = await runtime.platform.resets(tenant.ref)
+    assert [r["removed"]["memories"] for r in records] == [0, 0]
+
+
+async def test_concurrent_adds_and_resets_never_answer_500_and_leave_a_consistent_store(
+    client, runtime, tenant
+):
+    """Resets lock in the writers' order (mem 003) and retry a deadlock; an add that still
+    loses one answers 503 database_busy with Retry-After, never 500."""
+
+    async def one_add(i: int) -> httpx.Response:
+        body = {"messages": f"Fact number {i} about tea", "user_id": f"u{i % 4}", "infer": False}
+        return await client.post("/mem/v1/memories", json=body, headers=tenant.service)
+
+    async def one_reset() -> httpx.Response:
+        return await client.post("/mem/v1/reset", headers=tenant.service)
+
+    # 64 adds with a reset after every 8th, all at once.
+    is_reset = [i % 9 == 8 for i in range(72)]
+    jobs = [one_reset() if reset else one_add(i) for i, reset in enumerate(is_reset)]
+    responses = await asyncio.gather(*jobs)
+
+    statuses = [r.status_code for r in responses]
+    assert set(statuses) <= {200, 503}, [r.text for r in responses if r.status_code not in (200, 503)]
+    for response in responses:
+        if response.status_code == 503:
+            assert response.json()["code"] in ("database_busy", "database_unavailable")
+            assert response.headers.get("retry-after")
+    resets_done = sum(
+        1 for r, reset in zip(responses, is_reset, strict=True) if reset and r.status_code == 200
+    )
+    assert resets_done >= 1
+    assert len(await runtime.platform.resets(tenant.ref)) == resets_done
+    # Consistent: every memory has its history and every history row its memory (a reset took both).
+    conn = await tenant_conn(runtime, tenant)
+    try:
+        orphans = await conn.fetchval(
+            """SELECT count(*) FROM mem.memories m
+               WHERE NOT EXISTS (SELECT 1 FROM mem.memory_history h WHERE h.memory_id = m.id)"""
+        )
+        stray_history = await conn.fetchval(
+            """SELECT count(*) FROM mem.memory_history h
+               WHERE NOT EXISTS (SELECT 1 FROM mem.memories m WHERE m.id = h.memory_id)"""
+        )
+    finally:
+        await conn.close()
+    assert (orphans, stray_history) == (0, 0)
+    counts = await table_counts(runtime, tenant)
+    assert counts["memories"] == counts["memory_history"]
 
 
 async def test_reset_is_refused_to_users_anonymous_callers_and_the_admin_key(client, runtime, tenant):
@@ -306,14 +374,14 @@ async def test_config_put_merges_overrides_and_null_removes_one(client, tenant):
     )
     second = await client.put(
         "/mem/v1/config",
-        json={"settings": {"session.window-size": 5, "history.enabled": True}},
+        json={"settings": {"session.window-size": 5, "memory.short-term-ttl-hours": 2}},
         headers=tenant.service,
     )
     assert first.status_code == second.status_code == 200, second.text
     assert second.json()["overrides"] == {
         "search.default-top-k": 4,
         "session.window-size": 5,
-        "history.enabled": True,
+        "memory.short-term-ttl-hours": 2,
     }
 
     removed = await client.put(
@@ -321,7 +389,7 @@ async def test_config_put_merges_overrides_and_null_removes_one(client, tenant):
     )
 
     assert removed.status_code == 200, removed.text
-    assert removed.json()["overrides"] == {"search.default-top-k": 4, "history.enabled": True}
+    assert removed.json()["overrides"] == {"search.default-top-k": 4, "memory.short-term-ttl-hours": 2}
     read = await client.get("/mem/v1/config", headers=tenant.service)
     assert read.json()["overrides"] == removed.json()["overrides"]
     assert read.json()["settings"]["session.window-size"] == 20
@@ -334,7 +402,11 @@ async def test_config_refuses_fixed_unknown_and_out_of_range_keys_and_non_servic
         ({"openai.api-key": "sk-x"}, "unknown_config_key"),
         ({"search.default-top-k": 0}, "invalid_config_value"),
         ({"search.default-top-k": "5"}, "invalid_config_value"),
-        ({"history.enabled": 1}, "invalid_config_value"),
+        ({"session.window-size": 1.5}, "invalid_config_value"),
+        # History is the tenant's audit trail: no tenant may switch it off (or on).
+        ({"history.enabled": False}, "config_key_fixed"),
+        ({"history.enabled": True}, "config_key_fixed"),
+        ({"history.enabled": None}, "config_key_fixed"),
     ]
     for change, code in cases:
         response = await client.put("/mem/v1/config", json={"settings": change}, headers=tenant.service)

@@ -95,7 +95,7 @@ async def probe_rows(runtime: Runtime, keys: TenantKeys) -> int:
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def platform_with_probe(settings: Settings, tmp_path: Path) -> AsyncIterator[Platform]:
-    """A second platform on the same control plane whose mem migrations include 003_probe.sql."""
+    """A second platform on the same control plane whose mem migrations include PROBE_FILE."""
     platform = Platform(
         settings,
         settings.database_url or "",

@@ -50,7 +50,7 @@ def jwks_server() -> Iterator[tuple[str, list[str]]]:
 
 async def test_tenants_sharing_a_jwks_url_share_one_client_and_one_fetch(jwks_server):
     url, hits = jwks_server
-    keys = JwksKeys()
+    keys = JwksKeys(allow_insecure=True)  # the test server is http on 127.0.0.1
 
     first = await keys.for_tenant("alpha", jwks=None, jwks_url=url)
     second = await keys.for_tenant("beta", jwks=None, jwks_url=url)
@@ -77,12 +77,27 @@ async def test_a_tenant_without_keys_or_url_has_no_key_set():
 
 
 async def test_an_unreachable_jwks_url_is_unauthorized_jwks_unavailable():
-    keys = JwksKeys(fetch_timeout_seconds=1)
+    keys = JwksKeys(fetch_timeout_seconds=1, allow_insecure=True)
 
     with pytest.raises(Unauthorized) as refused:
         await keys.for_tenant("alpha", jwks=None, jwks_url="http://127.0.0.1:9/jwks.json")
 
     assert refused.value.code == "jwks_unavailable"
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://127.0.0.1:9/jwks.json", "file:///etc/passwd", "https://10.0.0.1/jwks", "https://localhost/k"],
+)
+async def test_a_jwks_url_that_is_not_public_https_is_never_fetched(url, jwks_server, monkeypatch):
+    fetched: list[str] = []
+    monkeypatch.setattr("jwt.PyJWKClient.get_jwk_set", lambda self, *a, **k: fetched.append(self.uri))
+
+    with pytest.raises(Unauthorized) as refused:
+        await JwksKeys().for_tenant("alpha", jwks=None, jwks_url=url)
+
+    assert refused.value.code == "jwks_unavailable"
+    assert fetched == []
 
 
 @pytest.mark.parametrize("name", ["mem_app_acme", "_x", "a" * 63])

@@ -247,3 +247,9 @@ def test_settings_can_be_built_directly_without_any_file():
     assert settings.mem.enabled is False
     assert Settings().mem.enabled is True
     assert settings.api_url == "http://127.0.0.1:8000"
+
+
+def test_insecure_jwks_urls_are_refused_unless_the_development_setting_allows_them(config_dir):
+    assert load_settings(environ={}, config_dir=config_dir).allow_insecure_jwks is False
+    allowed = load_settings(environ={"MEM_ALLOW_INSECURE_JWKS": "true"}, config_dir=config_dir)
+    assert allowed.allow_insecure_jwks is True
