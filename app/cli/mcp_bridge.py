@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
+import httpx
 from mcp import ClientSession, types
 from mcp.client.streamable_http import streamablehttp_client
 from mcp.server.lowlevel import Server
@@ -93,5 +94,18 @@ async def serve_bridge(target: BridgeTarget) -> None:
 
 
 def run_bridge(target: BridgeTarget) -> int:
-    anyio.run(serve_bridge, target)
+    try:
+        anyio.run(serve_bridge, target)
+    except Exception as exc:  # one line on stderr, which desktop clients show in their MCP logs
+        raise CliError(f"the MCP bridge to {target.endpoint} stopped: {_first_cause(exc)}") from exc
     return 0
+
+
+def _first_cause(exc: BaseException) -> str:
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    if isinstance(exc, httpx.HTTPStatusError):
+        status = exc.response.status_code
+        hint = " (check --key and --user-token)" if status in (401, 403) else ""
+        return f"the service answered HTTP {status}{hint}"
+    return " ".join(f"{type(exc).__name__}: {exc}".split())

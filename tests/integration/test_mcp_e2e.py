@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import asyncpg
 import httpx
 import pytest
@@ -173,6 +174,16 @@ async def test_mcp_over_http_and_through_the_stdio_bridge(service, service_env):
         assert refused.isError and json.loads(refused.content[0].text)["code"] == "user_scope_violation"  # type: ignore[union-attr]
         templates = (await session.list_resource_templates()).resourceTemplates
         assert [t.uriTemplate for t in templates] == ["memory://{memory_id}"]
+
+    # A wrong key: the bridge stops at once with one line that names the refusal, nothing on stdout.
+    proc = await anyio.run_process(
+        [sys.executable, "-m", "app", "mcp", "--url", service, "--key", "not-a-key"],
+        cwd=ROOT,
+        env=bridge_env,
+        check=False,
+    )
+    assert proc.returncode == 1 and proc.stdout == b"", proc
+    assert b"401" in proc.stderr and len(proc.stderr.decode().strip().splitlines()) == 1, proc.stderr
 
 
 def test_the_bridge_without_a_key_says_which_to_set():
