@@ -111,6 +111,7 @@ def mcp_endpoint(server: MemoryMCP) -> ASGIRouteHandler:
         runtime: Runtime = scope["litestar_app"].state["runtime"]
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         state: dict[str, Any] = scope.setdefault("state", {})
+        scope["path_template"] = "/mcp"  # a mount has none; request logs name the route
 
         def on_tenant(ref: str) -> None:
             state[TENANT_SCOPE_KEY] = ref

@@ -7,6 +7,7 @@ tool errors that change nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,8 +19,10 @@ from litestar import Litestar
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult
+from structlog.testing import capture_logs
 
 from app.asgi import create_app
+from app.logging import configure_logging
 from app.runtime import Runtime
 from app.settings import Settings
 from tests.conftest import TenantKeys, table_counts, tenant_conn
@@ -310,16 +313,38 @@ def _metric(text: str, tool: str, outcome: str) -> float:
     return sum(float(line.removeprefix(prefix)) for line in text.splitlines() if line.startswith(prefix))
 
 
-async def test_tool_calls_are_counted_per_tool_and_outcome(mcp_app, tenant: TenantKeys):
+async def test_tool_calls_are_logged_and_counted_per_tool_and_outcome(settings, runtime, tenant: TenantKeys):
+    # The suite logs at warning; this app logs at info, and the suite's level is restored after.
+    mcp_app = create_app(dataclasses.replace(settings, log_level="info"), runtime=runtime)
+    try:
+        await _logged_and_counted(mcp_app, tenant)
+    finally:
+        configure_logging(settings.log_format, settings.log_level)
+
+
+async def _logged_and_counted(mcp_app: Litestar, tenant: TenantKeys) -> None:
     async with mcp_app.lifespan():
         transport = httpx.ASGITransport(app=mcp_app)
         async with httpx.AsyncClient(transport=transport, base_url=BASE) as http:
             before = (await http.get("/metrics")).text
-            async with mcp_session(mcp_app, tenant.service) as session:
-                await ok(session, "add_memory", text="Dan rides a bike", user_id="dan", infer=False)
-                await refused(session, "get_memory", memory_id="nope")
-                await refused(session, "search_memories", query="bike", user_id="dan", top_k="many")
+            with capture_logs() as logs:
+                async with mcp_session(mcp_app, tenant.service) as session:
+                    await ok(session, "add_memory", text="Dan rides a bike", user_id="dan", infer=False)
+                    await refused(session, "get_memory", memory_id="nope")
+                    await refused(session, "search_memories", query="bike", user_id="dan", top_k="many")
             after = (await http.get("/metrics")).text
+    calls = [(e["tool"], e["outcome"], e["code"]) for e in logs if e["event"] == "mcp_tool_called"]
+    assert calls == [
+        ("add_memory", "ok", None),
+        ("get_memory", "refused", "invalid_id"),
+        ("search_memories", "refused", "invalid_arguments"),
+    ]
+    assert next(e for e in logs if e["event"] == "mcp_tool_called")["tenant"] == tenant.ref
+    posts = [e for e in logs if e["event"] == "request_finished" and e["method"] == "POST"]
+    assert {(e["route"], e["tenant"]) for e in posts} == {("/mcp", tenant.ref)}
+    # initialize, the "initialized" notification (202), tools/list (the client reads output schemas),
+    # then the three calls: 200 each, for a tool error is a result
+    assert [e["status"] for e in posts] == [200, 202, 200, 200, 200, 200]
     assert _metric(after, "add_memory", "ok") == _metric(before, "add_memory", "ok") + 1
     assert _metric(after, "get_memory", "refused") == _metric(before, "get_memory", "refused") + 1
     assert _metric(after, "search_memories", "refused") == _metric(before, "search_memories", "refused") + 1
