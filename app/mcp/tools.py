@@ -246,8 +246,8 @@ async def list_entities(
                 call.scope,
                 {"user_id": user_id, "agent_id": agent_id, "run_id": run_id},
                 entity_type=entity_type,
-                page=page or 1,
-                page_size=page_size or 50,
+                page=1 if page is None else page,
+                page_size=50 if page_size is None else page_size,
                 max_page_size=call.deps.settings.list_max_page_size,
             )
         )

@@ -298,6 +298,7 @@ async def test_bad_arguments_are_coded_tool_errors_that_change_nothing(mcp_app, 
                 ("delete_all_memories", {}, "owner_required"),
                 ("list_memories", {"user_id": "carol", "page": 0}, "invalid_page"),
                 ("list_entities", {"user_id": "carol", "entity_type": "planet"}, "invalid_arguments"),
+                ("list_entities", {"user_id": "carol", "page": 0}, "invalid_page"),
             ]
             for tool, arguments, code in cases:
                 body = await refused(session, tool, **arguments)
