@@ -1,4 +1,4 @@
-"""`python -m app [serve | status | tenant list | tenant keys REF | tenant create NAME]` (app/cli)."""
+"""`python -m app [serve | status | tenant list | tenant keys REF | tenant create NAME | mcp]` (app/cli)."""
 
 from __future__ import annotations
 

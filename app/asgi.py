@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import msgspec
@@ -25,6 +25,7 @@ from app.http.errors import error_responses, exception_handlers
 from app.http.middleware import RequestContextMiddleware
 from app.http.openapi import SECURITY_SCHEMES, StrictStructSchemas
 from app.logging import configure_logging
+from app.mcp.server import MemoryMCP, build_mcp_server, mcp_endpoint
 from app.memories.routes import MemoryController
 from app.providers.chat import build_chat_provider
 from app.providers.embeddings import LocalEmbedder, QueryEmbeddingCache, build_embedder
@@ -115,24 +116,30 @@ def _runtime(app: Litestar) -> Runtime:
     return runtime
 
 
+def _lifespan(
+    settings: Settings, runtime: Runtime | None, mcp: MemoryMCP | None
+) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncGenerator[None]:
+        async with AsyncExitStack() as stack:
+            if runtime is None:  # otherwise shared and owned by the caller
+                rt = await build_runtime(settings)
+                stack.push_async_callback(close_runtime, rt)
+                app.state["runtime"] = rt
+                if isinstance(rt.embedder, LocalEmbedder):
+                    await rt.embedder.warm_up()
+            if mcp is not None:
+                # The MCP session manager's task group lives as long as the app; closed first.
+                await stack.enter_async_context(mcp.session_manager.run())
+            yield
+
+    return lifespan
+
+
 def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litestar:
     """Build the service. Pass a runtime to share one (tests); otherwise the app owns its own."""
     configure_logging(settings.log_format, settings.log_level)
-
-    @asynccontextmanager
-    async def lifespan(app: Litestar) -> AsyncGenerator[None]:
-        if runtime is not None:  # shared and owned by the caller
-            yield
-            return
-        rt = await build_runtime(settings)
-        app.state["runtime"] = rt
-        if isinstance(rt.embedder, LocalEmbedder):
-            await rt.embedder.warm_up()
-        try:
-            yield
-        finally:
-            await close_runtime(rt)
-
+    mcp = build_mcp_server(settings.max_body_bytes) if settings.mem.enabled else None
     admin = Router(path="/", route_handlers=[AdminController], guards=[admin_guard])
     # /metrics counts every tenant's traffic: operator only. /docs is public unless
     # MEM_PUBLIC_DOCS=false (it describes the API, the same everywhere, and holds no tenant data).
@@ -147,11 +154,13 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litesta
     if settings.mem.enabled:
         # With the module off, /mem/v1 does not exist: every path there is a 404.
         handlers += [MemoryController, SearchController, EntityController]
+    if mcp is not None:
+        handlers.append(mcp_endpoint(mcp))
     prometheus = PrometheusConfig(app_name="memory", prefix="memory", group_path=True, exclude=["/metrics"])
     app = Litestar(
         route_handlers=handlers,
         dependencies=app_dependencies(),
-        lifespan=[lifespan],
+        lifespan=[_lifespan(settings, runtime, mcp)],
         middleware=[prometheus.middleware],
         exception_handlers=exception_handlers(),
         plugins=[StrictStructSchemas()],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from app.cli.admin_key import ensure_admin_key, known_admin_key
 from app.cli.client import AdminClient, server_url
@@ -36,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m app",
         description="Memory: long-term memory for AI apps. Without a command, `serve`.",
     )
-    sub = parser.add_subparsers(dest="command", metavar="{serve,status,tenant}")
+    sub = parser.add_subparsers(dest="command", metavar="{serve,status,tenant,mcp}")
     sub.add_parser("serve", help="start the service and print the demo tenant's keys once it answers")
     client = _client_options()
     sub.add_parser(
@@ -52,7 +53,24 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument(
         "--ref", default=None, help="the tenant's ref: 3-40 lowercase letters and digits (default: generated)"
     )
+    _add_mcp_parser(sub)
     return parser
+
+
+def _add_mcp_parser(sub: Any) -> None:
+    bridge = sub.add_parser(
+        "mcp",
+        help="speak MCP on stdio (for Claude Desktop, Cursor, ...) and forward to a running server's /mcp",
+    )
+    bridge.add_argument("--url", default=None, help="the running server's URL (default: MEMORY_URL)")
+    bridge.add_argument(
+        "--key", default=None, help="the tenant's service_role or anon key (default: MEMORY_API_KEY)"
+    )
+    bridge.add_argument(
+        "--user-token",
+        default=None,
+        help="a signed-in user's access token, with the anon key (default: MEMORY_USER_TOKEN)",
+    )
 
 
 def _run_client_command(settings: Settings, args: argparse.Namespace) -> int:
@@ -69,6 +87,11 @@ def _run_client_command(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _run(settings: Settings, args: argparse.Namespace) -> int:
+    if args.command == "mcp":
+        # stdout carries MCP only: no banner, no log lines there.
+        from app.cli.mcp_bridge import bridge_target, run_bridge
+
+        return run_bridge(bridge_target(args.url, args.key, args.user_token))
     if args.command in ("status", "tenant"):
         configure_logging(settings.log_format, "warning")
         return _run_client_command(settings, args)
