@@ -27,6 +27,7 @@ from app.auth.tokens import (
     verify_user_token,
 )
 from app.core.context import MemoryDeps
+from app.core.limits import Kind
 from app.db.session import TenantSession
 from app.errors import Conflict, Forbidden, Unauthorized
 from app.http.middleware import TENANT_SCOPE_KEY
@@ -35,6 +36,8 @@ from app.tenancy.models import Tenant
 from app.tenancy.service import Platform
 
 log = structlog.get_logger(__name__)
+
+ADD_PATH = "/mem/v1/memories"
 
 
 def runtime_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Runtime:
@@ -48,8 +51,21 @@ def _bearer(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
     return token.strip() or None if scheme.lower() == "bearer" else None
 
 
-async def provide_scope(request: Request[Any, Any, Any]) -> MemoryAuthScope:
+async def provide_scope(request: Request[Any, Any, Any]) -> AsyncGenerator[MemoryAuthScope]:
+    """The caller's scope, holding one of its tenant's in-flight slots until the response is done."""
     runtime = runtime_of(request)
+    scope = await _scope(request, runtime)
+    tenant = await runtime.platform.find_tenant(scope.tenant_ref)  # cached: _scope just read it
+    with runtime.limits.in_flight(scope.tenant_ref, tenant.limits if tenant else None):
+        yield scope
+
+
+def _request_kind(request: Request[Any, Any, Any]) -> Kind:
+    is_add = request.method == "POST" and request.url.path.rstrip("/") == ADD_PATH
+    return "add" if is_add else "request"
+
+
+async def _scope(request: Request[Any, Any, Any], runtime: Runtime) -> MemoryAuthScope:
     api_key = request.headers.get("apikey")
     if not api_key:
         raise Unauthorized(
@@ -63,6 +79,8 @@ async def provide_scope(request: Request[Any, Any, Any]) -> MemoryAuthScope:
     role = verify_api_key(api_key, tenant.jwt_secret, tenant.ref)
     request.scope.setdefault("state", {})[TENANT_SCOPE_KEY] = tenant.ref
     structlog.contextvars.bind_contextvars(tenant=tenant.ref)
+    # Per key role, before any further work: a tenant over its rate gets 429 and costs nothing more.
+    runtime.limits.check(tenant.ref, role, _request_kind(request), tenant.limits)
     if not tenant.has_mem_schema:
         raise Conflict(
             "This tenant has no memory schema yet.",
@@ -118,8 +136,9 @@ async def _user_claims(runtime: Runtime, tenant: Tenant, token: str) -> UserClai
 
 async def provide_db(request: Request[Any, Any, Any], auth: MemoryAuthScope) -> AsyncGenerator[TenantSession]:
     """The request owns the transaction: commit when the handler returns, roll back when it raises."""
-    pool = await runtime_of(request).pools.get(auth.tenant_ref)
-    session = TenantSession(pool)
+    runtime = runtime_of(request)
+    pool = await runtime.pools.get(auth.tenant_ref)
+    session = TenantSession(pool, acquire_timeout=runtime.settings.pool_acquire_timeout_seconds)
     try:
         yield session
     except BaseException:

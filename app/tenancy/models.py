@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -29,6 +29,8 @@ class Tenant:
     fts_config: str | None
     mem_schema_version: int | None
     created_at: datetime
+    # The tenant's own limits (control.tenants.limits); absent keys use the platform defaults.
+    limits: dict[str, int] = field(default_factory=dict)
 
     @property
     def has_mem_schema(self) -> bool:

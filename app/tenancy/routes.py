@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import msgspec
-from litestar import Controller, get, post
+from litestar import Controller, get, post, put
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from app.http.bodies import StrictBody
 from app.http.errors import error_responses
 from app.http.openapi import ADMIN_SECURITY
-from app.tenancy.responses import CreatedTenant, SchemaInitResults, TenantKeys, TenantList
-from app.tenancy.schemas import CreateTenantRequest
+from app.tenancy.responses import (
+    CreatedTenant,
+    SchemaInitResults,
+    TenantKeys,
+    TenantLimitsView,
+    TenantList,
+)
+from app.tenancy.schemas import CreateTenantRequest, TenantLimitsRequest
 from app.tenancy.service import Platform
 
 
@@ -59,6 +65,28 @@ class AdminController(Controller):
             service_role_key=tenant.service_role_key,
             jwt_secret=tenant.jwt_secret,
         )
+
+    @get(
+        "/tenants/{ref:str}/limits",
+        summary="A tenant's own rate and concurrency limits, and the effective ones",
+        responses=error_responses(400, 401, 404, 500, 503),
+    )
+    async def tenant_limits(self, platform: Platform, ref: str) -> TenantLimitsView:
+        tenant = await platform.get_tenant(ref)
+        return msgspec.convert(platform.limits_view(tenant), TenantLimitsView)
+
+    @put(
+        "/tenants/{ref:str}/limits",
+        summary="Set a tenant's own limits (absent keys use the platform defaults)",
+        responses=error_responses(400, 401, 404, 413, 422, 500, 503),
+        dto=StrictBody[TenantLimitsRequest],
+        return_dto=None,
+    )
+    async def set_tenant_limits(
+        self, platform: Platform, ref: str, data: TenantLimitsRequest
+    ) -> TenantLimitsView:
+        tenant = await platform.set_tenant_limits(ref, data.as_dict())
+        return msgspec.convert(platform.limits_view(tenant), TenantLimitsView)
 
     @post(
         "/init/mem-schema",
