@@ -26,7 +26,9 @@ TINY = LimitSettings(
 )
 
 
-def _hits_until_refused(limiter: TenantLimiter, tenant: str, role: str, kind: Kind) -> tuple[int, RateLimited]:
+def _hits_until_refused(
+    limiter: TenantLimiter, tenant: str, role: str, kind: Kind
+) -> tuple[int, RateLimited]:
     for n in range(1, 100):
         try:
             limiter.check(tenant, role, kind)
