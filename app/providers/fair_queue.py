@@ -63,6 +63,11 @@ class FairQueue(Generic[T]):
                 del self._queues[tenant]
         return batch
 
+    @property
+    def tenants(self) -> int:
+        """How many tenants have items waiting."""
+        return len(self._turns)
+
     def waiting(self, tenant: str) -> int:
         queue = self._queues.get(tenant)
         return len(queue) if queue is not None else 0

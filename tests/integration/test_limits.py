@@ -204,3 +204,17 @@ async def test_a_request_without_a_free_connection_gets_503_quickly(
         for conn in held:
             await pool.release(conn)
     assert (await _list(client, tenant.service)).status_code == 200
+
+
+async def test_in_flight_slots_come_back_after_errors_and_refusals(
+    client: httpx.AsyncClient, runtime: Runtime, tenant: TenantKeys
+) -> None:
+    missing = await client.get(
+        "/mem/v1/memories/00000000-0000-4000-8000-000000000000", headers=tenant.service
+    )
+    assert missing.status_code == 404, missing.text
+    bad = await client.post("/mem/v1/search", json={"query": ""}, headers=tenant.service)
+    assert 400 <= bad.status_code < 500, bad.text
+    anonymous = await _list(client, tenant.anon)
+    assert anonymous.status_code == 403
+    assert runtime.limits.in_flight_count(tenant.ref) == 0

@@ -142,11 +142,13 @@ def test_round_robin_interleaves_many_tenants_and_keeps_turns_across_batches() -
     queue.put("a", list(range(10)))
     queue.put("b", list(range(10)))
     queue.put("c", list(range(2)))
+    assert queue.tenants == 3
     first = [t for t, _ in queue.take(4)]
     second = [t for t, _ in queue.take(4)]
     assert first == ["a", "b", "c", "a"]
     assert second == ["b", "c", "a", "b"]
     assert [t for t, _ in queue.take(4)] == ["a", "b", "a", "b"]  # c is done
+    assert queue.tenants == 2
 
 
 def test_a_late_tenant_is_served_within_two_batches_of_a_backlog() -> None:
@@ -185,7 +187,7 @@ class _SlowModel(LocalEmbedder):
 
 
 async def test_local_embedder_serves_a_quiet_tenant_between_a_floods_batches() -> None:
-    model = _SlowModel(seconds=0.05, batch_size=4, tenant_queue=100)
+    model = _SlowModel(seconds=0.05, batch_size=16, tenant_queue=100)
     try:
         flood = [asyncio.create_task(model.embed([f"a{i}"], tenant="a")) for i in range(40)]
         await asyncio.sleep(0.01)  # the first batch is on the model
@@ -197,6 +199,20 @@ async def test_local_embedder_serves_a_quiet_tenant_between_a_floods_batches() -
         assert waited < 0.3, waited
         assert any("b0" in batch for batch in model.batches[:2])
         await asyncio.gather(*flood)
+    finally:
+        await model.close()
+
+
+async def test_local_embedder_batches_fully_alone_and_small_when_shared() -> None:
+    model = _SlowModel(seconds=0.0, batch_size=16, tenant_queue=100)
+    try:
+        await model.embed([f"a{i}" for i in range(16)], tenant="a")
+        assert [len(b) for b in model.batches] == [16]  # alone: one full batch
+        await model.embed(["b0"], tenant="b")
+        model.batches.clear()
+        await model.embed([f"a{i}" for i in range(16)], tenant="a")
+        # B used the model moments ago: A's batches shrink to 16 // 8, so B never waits long.
+        assert [len(b) for b in model.batches] == [2] * 8
     finally:
         await model.close()
 
