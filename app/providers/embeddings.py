@@ -79,8 +79,9 @@ class LocalEmbedder:
 
     torch runs on one thread in one worker thread, off the event loop; concurrent calls
     are gathered into one batch, which is where the throughput comes from. Each tenant has
-    its own bounded queue and batches are dealt round robin across tenants (FairQueue), so a
-    tenant's flood delays another tenant's query by one batch at most, never by the flood.
+    its own bounded queue and batches are dealt round robin across tenants (FairQueue), and
+    they are short while tenants share the model: another tenant's flood delays a query by
+    the running batch and its own (both short), never by the flood's backlog.
     """
 
     name = "local"
