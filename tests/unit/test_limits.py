@@ -187,7 +187,7 @@ class _SlowModel(LocalEmbedder):
 
 
 async def test_local_embedder_serves_a_quiet_tenant_between_a_floods_batches() -> None:
-    model = _SlowModel(seconds=0.05, batch_size=16, tenant_queue=100)
+    model = _SlowModel(seconds=0.05, batch_size=32, tenant_queue=100)
     try:
         flood = [asyncio.create_task(model.embed([f"a{i}"], tenant="a")) for i in range(40)]
         await asyncio.sleep(0.01)  # the first batch is on the model
@@ -204,14 +204,14 @@ async def test_local_embedder_serves_a_quiet_tenant_between_a_floods_batches() -
 
 
 async def test_local_embedder_batches_fully_alone_and_small_when_shared() -> None:
-    model = _SlowModel(seconds=0.0, batch_size=16, tenant_queue=100)
+    model = _SlowModel(seconds=0.0, batch_size=32, tenant_queue=100)
     try:
-        await model.embed([f"a{i}" for i in range(16)], tenant="a")
-        assert [len(b) for b in model.batches] == [16]  # alone: one full batch
+        await model.embed([f"a{i}" for i in range(32)], tenant="a")
+        assert [len(b) for b in model.batches] == [32]  # alone: one full batch
         await model.embed(["b0"], tenant="b")
         model.batches.clear()
         await model.embed([f"a{i}" for i in range(16)], tenant="a")
-        # B used the model moments ago: A's batches shrink to 16 // 8, so B never waits long.
+        # B used the model moments ago: A's batches shrink to 32 // 16, so B never waits long.
         assert [len(b) for b in model.batches] == [2] * 8
     finally:
         await model.close()
