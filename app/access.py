@@ -22,6 +22,7 @@ from app.auth.tokens import (
     verify_user_token,
 )
 from app.core.context import MemoryDeps
+from app.core.limits import Kind
 from app.db.session import RowClaims, TenantSession
 from app.errors import Conflict, Forbidden, Unauthorized
 from app.runtime import Runtime
@@ -35,7 +36,11 @@ def bearer_token(headers: Mapping[str, str]) -> str | None:
 
 
 async def resolve_scope(
-    runtime: Runtime, headers: Mapping[str, str], *, on_tenant: Callable[[str], None] | None = None
+    runtime: Runtime,
+    headers: Mapping[str, str],
+    *,
+    on_tenant: Callable[[str], None] | None = None,
+    kind: Kind = "request",
 ) -> MemoryAuthScope:
     """The caller's scope from `apikey` and `Authorization: Bearer`; anonymous callers are refused.
 
@@ -47,6 +52,8 @@ async def resolve_scope(
     assert api_key is not None
     if on_tenant is not None:
         on_tenant(tenant.ref)
+    # Per key role, before any further work: a tenant over its rate gets 429 and costs nothing more.
+    runtime.limits.check(tenant.ref, role, kind, tenant.limits)
     if not tenant.has_mem_schema:
         raise Conflict(
             "This tenant has no memory schema yet.",
@@ -126,7 +133,11 @@ async def tenant_transaction(runtime: Runtime, scope: MemoryAuthScope) -> AsyncI
     whole tenant for service_role, the token's sub for a user (sql/mem/003).
     """
     pool = await runtime.pools.get(scope.tenant_ref)
-    session = TenantSession(pool, RowClaims(scope.role, None if scope.is_service else scope.user_id))
+    session = TenantSession(
+        pool,
+        RowClaims(scope.role, None if scope.is_service else scope.user_id),
+        acquire_timeout=runtime.settings.pool_acquire_timeout_seconds,
+    )
     try:
         yield session
     except BaseException:

@@ -7,6 +7,7 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontext
 from typing import Any
 
 import msgspec
+import structlog
 from litestar import Litestar, Request, Router, get
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
@@ -16,7 +17,7 @@ from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
 from app.auth.jwks import JwksKeys
 from app.db.embedded import start_embedded
-from app.db.pools import TenantPools
+from app.db.pools import PoolSizing, TenantPools, size_pools
 from app.entities.routes import EntityController
 from app.health.routes import health, ready
 from app.http.cors import CorsMiddleware
@@ -34,6 +35,8 @@ from app.search.routes import SearchController
 from app.settings import Settings
 from app.tenancy.routes import AdminController
 from app.tenancy.service import Platform
+
+log = structlog.get_logger(__name__)
 
 
 class IndexLinks(msgspec.Struct):
@@ -63,6 +66,21 @@ async def index(request: Request[Any, Any, Any]) -> Index:
     )
 
 
+async def pool_sizing(settings: Settings, platform: Platform) -> PoolSizing:
+    """Tenant pools sized so that, all full, they stay within the server's connections less a reserve."""
+    max_connections, ordinary = await platform.connection_slots()
+    budget = settings.db_connection_budget or max(2, ordinary - settings.db_connection_reserve)
+    sizing = size_pools(budget, max_size=settings.pool_max_size, max_pools=settings.max_pools)
+    log.info(
+        "tenant_pools_sized",
+        max_connections=max_connections,
+        budget=sizing.budget,
+        pool_max_size=sizing.max_size,
+        max_pools=sizing.max_pools,
+    )
+    return sizing
+
+
 async def build_runtime(settings: Settings) -> Runtime:
     embedded = None
     server_dsn = settings.database_url
@@ -76,16 +94,17 @@ async def build_runtime(settings: Settings) -> Runtime:
         if embedded is not None:
             embedded.stop()
         raise
+    sizing = await pool_sizing(settings, platform)
     pools = TenantPools(
         dsn_for=platform.tenant_dsn,
-        min_size=settings.pool_min_size,
-        max_size=settings.pool_max_size,
+        min_size=min(settings.pool_min_size, sizing.max_size),
+        max_size=sizing.max_size,
         idle_seconds=settings.pool_idle_seconds,
-        max_pools=settings.max_pools,
+        max_pools=sizing.max_pools,
         statement_timeout_ms=settings.statement_timeout_ms,
     )
     pools.start_reaper()
-    embedder = build_embedder(settings.mem)
+    embedder = build_embedder(settings.mem, tenant_queue=settings.limits.embedding_queue)
     cache = QueryEmbeddingCache(
         embedder, size=settings.mem.embedding_cache_size, ttl_seconds=settings.mem.embedding_cache_ttl_seconds
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import msgspec
@@ -109,3 +110,24 @@ class ProviderTimeout(AppError):
     status_code = 504
     code = "provider_timeout"
     message = "The model provider did not answer in time."
+
+
+class RateLimited(AppError):
+    """Over a per-tenant rate or concurrency limit: answered at once, with Retry-After."""
+
+    status_code = 429
+    code = "rate_limited"
+    message = "Too many requests for this tenant; slow down and retry after the given seconds."
+
+
+class Overloaded(AppError):
+    """A shared resource (the embedding queue, the database connections) is full: retry shortly."""
+
+    status_code = 503
+    code = "overloaded"
+    message = "The service is busy; retry after the given seconds."
+
+
+def retry_after(seconds: float) -> dict[str, str]:
+    """The Retry-After header: whole seconds, at least 1."""
+    return {"Retry-After": str(max(1, math.ceil(seconds)))}

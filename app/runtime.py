@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from app.auth.jwks import JwksKeys
 from app.core.context import MemoryDeps
+from app.core.limits import TenantLimiter
 from app.core.retrieval.caches import RetrievalCaches
 from app.db.embedded import EmbeddedPostgres
 from app.db.pools import TenantPools
@@ -27,6 +28,10 @@ class Runtime:
     embedded: EmbeddedPostgres | None = None
     chat: ChatProvider | None = None
     retrieval_caches: RetrievalCaches = field(default_factory=RetrievalCaches)
+    limits: TenantLimiter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.limits = TenantLimiter(self.settings.limits)
 
     def memory_deps(self, tenant_ref: str, tenant_dims: int, fts_config: str) -> MemoryDeps:
         return MemoryDeps(

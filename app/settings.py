@@ -65,6 +65,23 @@ class MemSettings:
 
 
 @dataclass(frozen=True)
+class LimitSettings:
+    """Platform defaults of the per-tenant limits; a tenant's own values (control plane) win.
+
+    Rates are per tenant and per key role: `user` covers the anon key (with a user's token),
+    `service` the service_role key. An add (POST /mem/v1/memories) counts as a request too.
+    """
+
+    enabled: bool = True
+    user_requests_per_second: int = 50
+    user_adds_per_second: int = 10
+    service_requests_per_second: int = 100
+    service_adds_per_second: int = 20
+    max_in_flight: int = 16  # concurrent requests per tenant; more answer 429 at once
+    embedding_queue: int = 256  # texts a tenant may have waiting for the local embedder
+
+
+@dataclass(frozen=True)
 class Settings:
     env: str = "default"
     host: str = "127.0.0.1"
@@ -78,6 +95,10 @@ class Settings:
     pool_idle_seconds: float = 300.0
     max_pools: int = 100
     statement_timeout_ms: int = 15_000
+    # None = the server's max_connections (SHOW max_connections) less the reserve.
+    db_connection_budget: int | None = None
+    db_connection_reserve: int = 15
+    pool_acquire_timeout_seconds: float = 2.0
     admin_key: str | None = field(default=None, repr=False)
     # A scrape-only key for /metrics (Prometheus' `authorization` credentials), so the scraper
     # need not hold the admin key; the admin key is accepted there too.
@@ -90,6 +111,7 @@ class Settings:
     log_format: str = "auto"
     log_level: str = "info"
     mem: MemSettings = field(default_factory=MemSettings)
+    limits: LimitSettings = field(default_factory=LimitSettings)
 
     @property
     def api_url(self) -> str:
@@ -100,6 +122,9 @@ class Settings:
 
     def replace_mem(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, mem=dataclasses.replace(self.mem, **changes))
+
+    def replace_limits(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, limits=dataclasses.replace(self.limits, **changes))
 
 
 def _bool(value: Any) -> bool:
@@ -130,6 +155,12 @@ def _optional_str(value: Any) -> str | None:
     return text or None
 
 
+def _optional_int(value: Any) -> int | None:
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "auto", "null")):
+        return None
+    return int(value)
+
+
 def _optional_bool(value: Any) -> bool | None:
     if value is None or (isinstance(value, str) and value.strip().lower() in ("", "auto", "null")):
         return None
@@ -151,6 +182,16 @@ _KEYS: list[tuple[str, str, Callable[[Any], Any], str | None]] = [
     ("database.pool-idle-seconds", "pool_idle_seconds", float, "MEM_POOL_IDLE_SECONDS"),
     ("database.max-pools", "max_pools", int, "MEM_MAX_POOLS"),
     ("database.statement-timeout-ms", "statement_timeout_ms", int, "MEM_STATEMENT_TIMEOUT_MS"),
+    ("database.connection-budget", "db_connection_budget", _optional_int, "MEM_DB_CONNECTION_BUDGET"),
+    ("database.connection-reserve", "db_connection_reserve", int, "MEM_DB_CONNECTION_RESERVE"),
+    ("database.acquire-timeout-seconds", "pool_acquire_timeout_seconds", float, "MEM_POOL_ACQUIRE_TIMEOUT"),
+    ("limits.enabled", "limits.enabled", _bool, "MEM_LIMITS_ENABLED"),
+    ("limits.user-requests-per-second", "limits.user_requests_per_second", int, None),
+    ("limits.user-adds-per-second", "limits.user_adds_per_second", int, None),
+    ("limits.service-requests-per-second", "limits.service_requests_per_second", int, None),
+    ("limits.service-adds-per-second", "limits.service_adds_per_second", int, None),
+    ("limits.max-in-flight", "limits.max_in_flight", int, None),
+    ("limits.embedding-queue", "limits.embedding_queue", int, None),
     ("platform.admin-key", "admin_key", _optional_str, "MEM_ADMIN_KEY"),
     ("platform.metrics-key", "metrics_key", _optional_str, "MEM_METRICS_KEY"),
     ("server.public-docs", "public_docs", _bool, "MEM_PUBLIC_DOCS"),
@@ -244,6 +285,7 @@ def load_settings(environ: Mapping[str, str] | None = None, config_dir: Path | N
 
     top: dict[str, Any] = {"env": env}
     mem: dict[str, Any] = {}
+    limits: dict[str, Any] = {}
     for key, attr, convert, explicit_env in _KEYS:
         found, value = _lookup(tree, key)
         name = env_name(key, explicit_env)
@@ -259,6 +301,8 @@ def load_settings(environ: Mapping[str, str] | None = None, config_dir: Path | N
             continue
         if attr.startswith("mem."):
             mem[attr.removeprefix("mem.")] = converted
+        elif attr.startswith("limits."):
+            limits[attr.removeprefix("limits.")] = converted
         else:
             top[attr] = converted
 
@@ -273,7 +317,7 @@ def load_settings(environ: Mapping[str, str] | None = None, config_dir: Path | N
     data_dir = top.get("data_dir")
     if isinstance(data_dir, Path) and not data_dir.is_absolute():
         top["data_dir"] = PROJECT_ROOT / data_dir
-    settings = Settings(**top, mem=MemSettings(**mem))
+    settings = Settings(**top, mem=MemSettings(**mem), limits=LimitSettings(**limits))
     validate(settings)
     return settings
 
@@ -284,6 +328,17 @@ def validate(settings: Settings) -> None:
         raise SettingsError(f"server.port (PORT) must be between 1 and 65535, not {settings.port}")
     if settings.log_format not in ("json", "console", "auto"):
         raise SettingsError("log.format must be json, console or auto")
+    _validate_limits(settings)
+
+
+def _validate_limits(settings: Settings) -> None:
+    for name, value in dataclasses.asdict(settings.limits).items():
+        if name != "enabled" and value < 1:
+            raise SettingsError(f"limits.{name.replace('_', '-')} must be at least 1, not {value}")
+    if settings.db_connection_budget is not None and settings.db_connection_budget < 2:
+        raise SettingsError("database.connection-budget must be at least 2")
+    if settings.pool_acquire_timeout_seconds <= 0:
+        raise SettingsError("database.acquire-timeout-seconds must be positive")
 
 
 def _validate_mem(mem: MemSettings) -> None:

@@ -1,4 +1,4 @@
-"""`python -m bench [--only locomo|latency] [--sizes 10000,100000] [--quick] ...` (see --help)."""
+"""`python -m bench [--only locomo|latency|pipeline|noisy] [--sizes 10000,100000] ...` (see --help)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from bench import corpus, latency, locomo, pipeline, report
+from bench import corpus, latency, locomo, noisy, pipeline, report
 from bench.progress import log
 from bench.service import ROOT, Service, attach_external, start_managed
 
@@ -26,8 +26,11 @@ def _ints(text: str) -> list[int]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument(
-        "--only", choices=["locomo", "latency", "pipeline"], help="run one part only (default: all three)"
+        "--only",
+        choices=["locomo", "latency", "pipeline", "noisy"],
+        help="run one part only (default: all four)",
     )
+    p.add_argument("--noisy-flood", type=int, default=None, help="noisy neighbour: A's requests (3000)")
     p.add_argument("--pipeline-adds", type=int, default=None, help="infer=true adds at concurrency 1 (100)")
     p.add_argument(
         "--quick",
@@ -93,6 +96,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.distinct_queries = args.distinct_queries or (100 if q else 300)
     args.locomo_samples = args.locomo_samples or (1 if q else None)
     args.pipeline_adds = args.pipeline_adds or (20 if q else 100)
+    args.noisy_flood = args.noisy_flood or (500 if q else 3000)
     if args.url and not args.admin_key:
         p.error("--url needs --admin-key (or MEM_ADMIN_KEY)")
     return args
@@ -110,7 +114,15 @@ async def run(args: argparse.Namespace, results: dict[str, Any]) -> None:
             adds_c16=4 * args.pipeline_adds,
             time_cap=args.time_cap,
         )
-    if args.only == "pipeline":
+    if args.only in (None, "noisy") and not args.url:
+        # Its own service: tenant A floods while tenant B searches (issue 9).
+        results["noisy"] = await noisy.run(
+            ROOT / "bench" / ".data",
+            args.out / "service-noisy.log",
+            flood_requests=args.noisy_flood,
+            time_cap=args.time_cap,
+        )
+    if args.only in ("pipeline", "noisy"):
         return
     prepared: dict[str, Any] = {}
     if do_latency:
@@ -256,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     path = report.write(results, args.out)
     print()
     print(report.summary(results))
+    if "noisy" in results:
+        print("\n" + noisy.summary(results["noisy"]))
     print(f"\nresults: {path} (and {args.out / 'latest.json'}), {results['duration_s']}s in all")
     return code
 

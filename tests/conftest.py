@@ -34,7 +34,7 @@ from app.asgi import build_runtime, close_runtime, create_app
 from app.auth.tokens import mint_user_token
 from app.db.dsn import with_database
 from app.runtime import Runtime
-from app.settings import MemSettings, Settings
+from app.settings import LimitSettings, MemSettings, Settings
 from app.tenancy.models import Tenant
 from testsupport.provider_server import FakeProviderServer
 from testsupport.tenants import TenantTemplate, drop_tenant
@@ -142,6 +142,15 @@ def _reset_fake_provider(request: pytest.FixtureRequest) -> Iterator[None]:
         request.getfixturevalue("fake_provider").reset()
 
 
+TEST_LIMITS = LimitSettings(
+    user_requests_per_second=100_000,
+    user_adds_per_second=100_000,
+    service_requests_per_second=100_000,
+    service_adds_per_second=100_000,
+    max_in_flight=10_000,
+)
+
+
 def make_settings(platform_dsn: str, fake: FakeProviderServer, **mem: Any) -> Settings:
     defaults: dict[str, Any] = {
         "embedding_provider": "generic",
@@ -166,6 +175,8 @@ def make_settings(platform_dsn: str, fake: FakeProviderServer, **mem: Any) -> Se
         pool_idle_seconds=3,
         max_body_bytes=64 * 1024,
         mem=mem_settings,
+        # High enough never to trip the suite; tests of the limits set a tenant's own tiny ones.
+        limits=TEST_LIMITS,
     )
 
 

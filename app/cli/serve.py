@@ -57,7 +57,7 @@ async def check_providers(settings: Settings) -> None:
     """Build and drop the providers, so a missing key or URL fails before the database starts."""
     try:
         chat = build_chat_provider(settings.mem)
-        embedder = build_embedder(settings.mem)
+        embedder = build_embedder(settings.mem, tenant_queue=settings.limits.embedding_queue)
     except (SettingsError, ValueError) as exc:
         raise CliError(str(exc)) from None
     if chat is not None:

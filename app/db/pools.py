@@ -7,6 +7,7 @@ import json
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import asyncpg
 import structlog
@@ -17,6 +18,39 @@ log = structlog.get_logger(__name__)
 
 POOLS_OPEN = Gauge("memory_tenant_pools_open", "Tenant connection pools currently open")
 POOL_CONNECTIONS = Gauge("memory_pool_connections", "Connections held by tenant pools", ["state"])
+
+
+# A pool smaller than this is not worth having: the budget then buys fewer pools instead.
+MIN_POOL_MAX_SIZE = 4
+
+
+@dataclass(frozen=True)
+class PoolSizing:
+    """How the connection budget is spent: `max_pools` pools of at most `max_size` connections."""
+
+    budget: int
+    max_size: int
+    max_pools: int
+
+    @property
+    def most_connections(self) -> int:
+        return self.max_size * self.max_pools
+
+
+def size_pools(budget: int, *, max_size: int, max_pools: int) -> PoolSizing:
+    """Fit the configured pool size and count into the budget, so max_size * max_pools <= budget.
+
+    The configured sizes are kept when they fit. Otherwise each pool shrinks first (down to
+    MIN_POOL_MAX_SIZE, or the configured size if smaller), so that more tenants keep a pool
+    at once, and then the number of pools shrinks to what the budget holds (at least one).
+    """
+    if budget < 1:
+        raise ValueError(f"the connection budget must be at least 1, not {budget}")
+    size = max(1, min(max_size, budget))
+    if size * max_pools > budget:
+        size = max(min(max_size, MIN_POOL_MAX_SIZE), budget // max_pools, 1)
+        size = min(size, budget)
+    return PoolSizing(budget=budget, max_size=size, max_pools=max(1, min(max_pools, budget // size)))
 
 
 async def init_connection(conn: asyncpg.Connection) -> None:
@@ -45,6 +79,14 @@ class TenantPools:
         self._pools: OrderedDict[str, tuple[asyncpg.Pool, float]] = OrderedDict()
         self._lock = asyncio.Lock()
         self._reaper: asyncio.Task[None] | None = None
+
+    @property
+    def max_size(self) -> int:
+        return self._max_size
+
+    @property
+    def max_pools(self) -> int:
+        return self._max_pools
 
     async def get(self, ref: str) -> asyncpg.Pool:
         entry = self._pools.get(ref)

@@ -12,8 +12,18 @@ from typing import TypeVar
 import asyncpg
 from asyncpg.transaction import Transaction
 
-# A request that cannot get a connection this fast answers 503 (TimeoutError) instead of queueing.
-ACQUIRE_TIMEOUT_SECONDS = 10.0
+from app.errors import Overloaded, retry_after
+
+# A request that cannot get a connection this fast answers 503 database_busy instead of queueing
+# (settings: database.acquire-timeout-seconds).
+ACQUIRE_TIMEOUT_SECONDS = 2.0
+
+
+class DatabaseBusy(Overloaded):
+    code = "database_busy"
+    message = "Every database connection of this tenant is in use; retry shortly."
+
+
 # Errors after which running the same statements again may well succeed (SQLSTATE class 40).
 RETRYABLE = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
 RETRY_ATTEMPTS = 4
@@ -62,15 +72,18 @@ class TenantSession:
     Every transaction it opens starts by stating the request's row-security claims.
     """
 
-    def __init__(self, pool: asyncpg.Pool, claims: RowClaims) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, claims: RowClaims, *, acquire_timeout: float = ACQUIRE_TIMEOUT_SECONDS
+    ) -> None:
         self._pool = pool
         self._claims = claims
+        self._acquire_timeout = acquire_timeout
         self._conn: asyncpg.Connection | None = None
         self._tx: Transaction | None = None
 
     async def connection(self) -> asyncpg.Connection:
         if self._conn is None:
-            conn = await self._pool.acquire(timeout=ACQUIRE_TIMEOUT_SECONDS)
+            conn = await self._acquire()
             try:
                 tx = conn.transaction()
                 await tx.start()
@@ -108,12 +121,20 @@ class TenantSession:
         if self._conn is not None:  # the transaction is already open: read inside it
             yield self._conn
             return
-        async with (
-            self._pool.acquire(timeout=ACQUIRE_TIMEOUT_SECONDS) as conn,
-            conn.transaction(readonly=True),
-        ):
-            await set_claims(conn, self._claims)
-            yield conn
+        conn = await self._acquire()
+        try:
+            async with conn.transaction(readonly=True):
+                await set_claims(conn, self._claims)
+                yield conn
+        finally:
+            await self._pool.release(conn)
+
+    async def _acquire(self) -> asyncpg.Connection:
+        try:
+            conn: asyncpg.Connection = await self._pool.acquire(timeout=self._acquire_timeout)
+        except TimeoutError:
+            raise DatabaseBusy(headers=retry_after(1)) from None
+        return conn
 
     async def finish(self, *, commit: bool) -> None:
         conn, tx = self._conn, self._tx

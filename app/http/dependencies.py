@@ -20,6 +20,7 @@ from litestar.handlers.base import BaseRouteHandler
 from app.access import bearer_token, memory_deps, resolve_scope, tenant_transaction
 from app.auth.scope import MemoryAuthScope
 from app.core.context import MemoryDeps
+from app.core.limits import Kind
 from app.db.session import TenantSession
 from app.errors import Unauthorized
 from app.http.middleware import TENANT_SCOPE_KEY
@@ -27,6 +28,8 @@ from app.runtime import Runtime
 from app.tenancy.service import Platform
 
 log = structlog.get_logger(__name__)
+
+ADD_PATH = "/mem/v1/memories"
 
 
 def runtime_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Runtime:
@@ -38,12 +41,23 @@ def _bearer(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
     return bearer_token(connection.headers)
 
 
-async def provide_scope(request: Request[Any, Any, Any]) -> MemoryAuthScope:
+async def provide_scope(request: Request[Any, Any, Any]) -> AsyncGenerator[MemoryAuthScope]:
+    """The caller's scope, holding one of its tenant's in-flight slots until the response is done."""
+
     def on_tenant(ref: str) -> None:
         request.scope.setdefault("state", {})[TENANT_SCOPE_KEY] = ref
         structlog.contextvars.bind_contextvars(tenant=ref)
 
-    return await resolve_scope(runtime_of(request), request.headers, on_tenant=on_tenant)
+    runtime = runtime_of(request)
+    scope = await resolve_scope(runtime, request.headers, on_tenant=on_tenant, kind=_request_kind(request))
+    tenant = await runtime.platform.find_tenant(scope.tenant_ref)  # cached: resolve_scope just read it
+    with runtime.limits.in_flight(scope.tenant_ref, tenant.limits if tenant else None):
+        yield scope
+
+
+def _request_kind(request: Request[Any, Any, Any]) -> Kind:
+    is_add = request.method == "POST" and request.url.path.rstrip("/") == ADD_PATH
+    return "add" if is_add else "request"
 
 
 async def provide_db(request: Request[Any, Any, Any], auth: MemoryAuthScope) -> AsyncGenerator[TenantSession]:

@@ -37,16 +37,21 @@ _ERROR_DESCRIPTIONS = {
     409: "A conflict with the current state, e.g. the tenant has no memory schema yet.",
     413: "The request body is too large.",
     422: "The body or a parameter failed validation.",
+    429: "Over the tenant's rate or concurrency limit (code rate_limited); see Retry-After.",
     500: "The server could not complete the request (never a stack trace).",
     502: "The model provider answered with an error.",
-    503: "The database or the model provider is unavailable, or a query took too long; see Retry-After.",
+    503: (
+        "The database or the model provider is unavailable or busy (embedding queue full, no free "
+        "connection), or a query took too long; see Retry-After."
+    ),
     504: "The model provider did not answer in time.",
 }
 
 
 # Any /mem/v1 route can refuse bad input, a missing key or a scope violation, a tenant without a
-# memory schema (409), and answer 500 or 503 (database); routes add 404, 413 and provider errors.
-MEMORY_ROUTE_ERRORS = (400, 401, 403, 409, 422, 500, 503)
+# memory schema (409), a tenant over its limits (429), and answer 500 or 503 (database); routes
+# add 404, 413 and provider errors.
+MEMORY_ROUTE_ERRORS = (400, 401, 403, 409, 422, 429, 500, 503)
 PROVIDER_ERRORS = (502, 503, 504)
 
 

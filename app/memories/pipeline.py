@@ -195,7 +195,7 @@ async def plan_inferred(
     if not turn.lines:
         return Plan(turn)
     deps.check_dimensions()
-    message_vectors = await deps.embedder.embed(turn.texts)
+    message_vectors = await deps.embedder.embed(turn.texts, tenant=deps.tenant_ref)
     # Reads before the LLM call use a connection that goes back to the pool right away: no
     # pooled connection (let alone a transaction) waits on the model.
     async with db.reader() as conn:

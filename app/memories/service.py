@@ -79,7 +79,7 @@ async def add_memories(
     vectors: list[Any] = []
     if texts:
         deps.check_dimensions()
-        vectors = await deps.embedder.embed(texts)
+        vectors = await deps.embedder.embed(texts, tenant=deps.tenant_ref)
     writer = await Writer.open(db, scope, deps)
     plan_writer = PlanWriter(writer, owner, options, dict(zip(texts, vectors, strict=True)))
     applied = await apply_decisions(plan_writer, plan.decisions, plan.candidates)
@@ -172,7 +172,7 @@ async def update_memory(
     vector = None
     if new_text != current["memory"]:
         deps.check_dimensions()
-        (vector,) = await deps.embedder.embed([new_text])
+        (vector,) = await deps.embedder.embed([new_text], tenant=deps.tenant_ref)
     writer = await Writer.open(db, scope, deps)
     metadata = request.metadata if request.metadata is not None else current["metadata"]
     row = await writer.update(current, scope.owner(), text=new_text, vector=vector, metadata=metadata)

@@ -80,7 +80,9 @@ async def search(
     # never holds a pooled connection.
     started = time.perf_counter()
     deps.check_dimensions()
-    vector = await deps.query_cache.embed_query(query, partition=_cache_partition(scope, deps))
+    vector = await deps.query_cache.embed_query(
+        query, partition=_cache_partition(scope, deps), tenant=deps.tenant_ref
+    )
     embedded = time.perf_counter()
     config = await deps.config(db)
     if request.signals is None and not config.search_entity_boost_enabled:

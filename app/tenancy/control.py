@@ -46,6 +46,11 @@ class ControlPlane:
         async with self.pool.acquire() as conn:
             return await repo.vector_extension_available(conn)
 
+    async def connection_slots(self) -> tuple[int, int]:
+        """The server's max_connections, and how many of them tenant (non-superuser) roles may use."""
+        async with self.pool.acquire() as conn:
+            return await repo.ordinary_connection_slots(conn)
+
     async def server_connection(self) -> asyncpg.Connection:
         """A connection outside any pool, for CREATE/DROP DATABASE (they refuse to run in a transaction)."""
         return await asyncpg.connect(with_database(self.server_dsn, database_of(self.server_dsn)))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -30,6 +30,8 @@ class Tenant:
     mem_schema_version: int | None
     created_at: datetime
     cors_origins: tuple[str, ...] = ()  # browser origins allowed to use this tenant's keys
+    # The tenant's own limits (control.tenants.limits); absent keys use the platform defaults.
+    limits: dict[str, int] = field(default_factory=dict)
 
     @property
     def has_mem_schema(self) -> bool:

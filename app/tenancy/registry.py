@@ -47,6 +47,14 @@ class TenantRegistry:
         async with self._control.pool.acquire() as conn:
             return await repo.list_tenants(conn)
 
+    async def set_limits(self, ref: str, limits: dict[str, int]) -> Tenant:
+        async with self._control.pool.acquire() as conn:
+            found = await repo.set_tenant_limits(conn, ref, limits)
+        self.forget(ref)
+        if not found:
+            raise TenantNotFound(ref)
+        return await self.get(ref)
+
     def forget(self, ref: str) -> None:
         self._cache.pop(ref, None)
         self._origins.clear()

@@ -25,7 +25,7 @@ _MEM_MIGRATIONS_LOCK = "memory_mem_schema"
 
 _COLUMNS = """ref, name, db_url, db_name, owner_role, app_role, app_role_password, jwt_secret,
     jwks_url, jwks, anon_key, service_role_key, status, embedding_dims, fts_config,
-    mem_schema_version, created_at, cors_origins"""
+    mem_schema_version, created_at, cors_origins, limits"""
 
 
 def quote_ident(name: str) -> str:
@@ -40,8 +40,9 @@ def quote_ident(name: str) -> str:
 
 def _tenant(row: asyncpg.Record) -> Tenant:
     data = dict(row)
-    if isinstance(data["jwks"], str):
-        data["jwks"] = json.loads(data["jwks"])
+    for key in ("jwks", "limits"):
+        if isinstance(data[key], str):
+            data[key] = json.loads(data[key])
     data["cors_origins"] = tuple(data["cors_origins"] or ())
     return Tenant(**data)
 
@@ -121,6 +122,17 @@ async def origin_listed(conn: asyncpg.Connection, origin: str) -> bool:
             origin,
         )
     )
+
+
+async def set_tenant_limits(conn: asyncpg.Connection, ref: str, limits: dict[str, int]) -> bool:
+    """Replace the tenant's own limits; False when there is no such tenant."""
+    done = await conn.fetchval(
+        """UPDATE control.tenants SET limits = $2::jsonb, updated_at = now()
+           WHERE ref = $1 RETURNING true""",
+        ref,
+        json.dumps(limits),
+    )
+    return bool(done)
 
 
 async def delete_tenant_row(conn: asyncpg.Connection, ref: str) -> None:
@@ -223,6 +235,18 @@ async def drop_database_and_roles(conn: asyncpg.Connection, *, db_name: str, rol
     await conn.execute(f"DROP DATABASE IF EXISTS {quote_ident(db_name)} WITH (FORCE)")
     for role in roles:
         await conn.execute(f"DROP ROLE IF EXISTS {quote_ident(role)}")
+
+
+async def ordinary_connection_slots(conn: asyncpg.Connection) -> tuple[int, int]:
+    """(max_connections, the part of it open to roles without superuser or pg_use_reserved_connections)."""
+    row = await conn.fetchrow(
+        """SELECT current_setting('max_connections')::int AS max,
+                  current_setting('max_connections')::int
+                  - current_setting('superuser_reserved_connections')::int
+                  - coalesce(current_setting('reserved_connections', true)::int, 0) AS ordinary"""
+    )
+    assert row is not None
+    return int(row["max"]), int(row["ordinary"])
 
 
 async def vector_extension_available(conn: asyncpg.Connection) -> bool:

@@ -55,3 +55,19 @@ class SchemaInitView(msgspec.Struct, omit_defaults=True):
 
 class SchemaInitResults(msgspec.Struct):
     tenants: list[SchemaInitView]
+
+
+class LimitValues(msgspec.Struct, omit_defaults=True):
+    user_requests_per_second: int | None = None
+    user_adds_per_second: int | None = None
+    service_requests_per_second: int | None = None
+    service_adds_per_second: int | None = None
+    max_in_flight: int | None = None
+
+
+class TenantLimitsView(msgspec.Struct):
+    """A tenant's own limits (`limits`, only what was set) and what applies (`effective`)."""
+
+    ref: str
+    limits: LimitValues
+    effective: LimitValues

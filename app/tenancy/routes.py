@@ -10,8 +10,15 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 from app.http.bodies import StrictBody
 from app.http.errors import error_responses
 from app.http.openapi import ADMIN_SECURITY
-from app.tenancy.responses import CreatedTenant, SchemaInitResults, TenantKeys, TenantList, TenantView
-from app.tenancy.schemas import CreateTenantRequest, SetCorsOrigins
+from app.tenancy.responses import (
+    CreatedTenant,
+    SchemaInitResults,
+    TenantKeys,
+    TenantLimitsView,
+    TenantList,
+    TenantView,
+)
+from app.tenancy.schemas import CreateTenantRequest, SetCorsOrigins, TenantLimitsRequest
 from app.tenancy.service import Platform
 
 
@@ -72,6 +79,28 @@ class AdminController(Controller):
     async def set_cors_origins(self, platform: Platform, ref: str, data: SetCorsOrigins) -> TenantView:
         tenant = await platform.set_cors_origins(ref, data.origins)
         return msgspec.convert(tenant.public_view(), TenantView)
+
+    @get(
+        "/tenants/{ref:str}/limits",
+        summary="A tenant's own rate and concurrency limits, and the effective ones",
+        responses=error_responses(400, 401, 404, 500, 503),
+    )
+    async def tenant_limits(self, platform: Platform, ref: str) -> TenantLimitsView:
+        tenant = await platform.get_tenant(ref)
+        return msgspec.convert(platform.limits_view(tenant), TenantLimitsView)
+
+    @put(
+        "/tenants/{ref:str}/limits",
+        summary="Set a tenant's own limits (absent keys use the platform defaults)",
+        responses=error_responses(400, 401, 404, 413, 422, 500, 503),
+        dto=StrictBody[TenantLimitsRequest],
+        return_dto=None,
+    )
+    async def set_tenant_limits(
+        self, platform: Platform, ref: str, data: TenantLimitsRequest
+    ) -> TenantLimitsView:
+        tenant = await platform.set_tenant_limits(ref, data.as_dict())
+        return msgspec.convert(platform.limits_view(tenant), TenantLimitsView)
 
     @post(
         "/init/mem-schema",

@@ -10,13 +10,14 @@ from typing import Any
 
 import structlog
 
+from app.core.limits import effective_limits
 from app.settings import Settings
 from app.tenancy import repo
 from app.tenancy.control import ControlPlane
-from app.tenancy.errors import PgvectorMissing
+from app.tenancy.errors import PgvectorMissing, TenantNotFound
 from app.tenancy.mem_schema import MemSchemas
 from app.tenancy.migrations import ControlMigrations, MemMigrations
-from app.tenancy.models import SchemaInitResult, Tenant
+from app.tenancy.models import REF_PATTERN, SchemaInitResult, Tenant
 from app.tenancy.origins import normalize_origins
 from app.tenancy.provisioning import Provisioner, new_tenant
 from app.tenancy.registry import TenantRegistry
@@ -55,6 +56,9 @@ class Platform:
 
     async def ready(self) -> bool:
         return await self.registry.ready()
+
+    async def connection_slots(self) -> tuple[int, int]:
+        return await self.control.connection_slots()
 
     async def find_tenant(self, ref: str) -> Tenant | None:
         return await self.registry.find(ref)
@@ -117,6 +121,24 @@ class Platform:
         """The tenant's reset audit trail, oldest first."""
         async with self.control.pool.acquire() as conn:
             return await repo.list_resets(conn, ref)
+
+    async def set_tenant_limits(self, ref: str, limits: dict[str, int]) -> Tenant:
+        """Replace the tenant's own limits (absent keys use the platform defaults).
+
+        This replica applies them at once; others within their tenant cache time (30 s).
+        """
+        if not REF_PATTERN.fullmatch(ref):
+            raise TenantNotFound(ref)
+        tenant = await self.registry.set_limits(ref, limits)
+        log.info("tenant_limits_set", tenant=ref, limits=limits)
+        return tenant
+
+    def limits_view(self, tenant: Tenant) -> dict[str, Any]:
+        return {
+            "ref": tenant.ref,
+            "limits": dict(tenant.limits),
+            "effective": effective_limits(self.settings.limits, tenant.limits),
+        }
 
     async def init_mem_schema(self, ref: str) -> SchemaInitResult:
         return await self.mem_schemas.init(ref)
