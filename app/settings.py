@@ -77,6 +77,14 @@ class Settings:
     max_pools: int = 100
     statement_timeout_ms: int = 15_000
     admin_key: str | None = field(default=None, repr=False)
+    # base64 of 32 bytes; seals tenant secrets in the control plane (generated in data_dir when embedded).
+    master_key: str | None = field(default=None, repr=False)
+    create_demo: bool | None = None  # None: only on the embedded development default
+    key_rotation_grace_seconds: int = 86_400
+    key_check_seconds: float = 2.0
+    api_key_lifetime_days: int = 365
+    max_token_lifetime_seconds: int = 86_400
+    jwt_audience: str = "authenticated"
     log_format: str = "auto"
     log_level: str = "info"
     mem: MemSettings = field(default_factory=MemSettings)
@@ -142,6 +150,22 @@ _KEYS: list[tuple[str, str, Callable[[Any], Any], str | None]] = [
     ("database.max-pools", "max_pools", int, "MEM_MAX_POOLS"),
     ("database.statement-timeout-ms", "statement_timeout_ms", int, "MEM_STATEMENT_TIMEOUT_MS"),
     ("platform.admin-key", "admin_key", _optional_str, "MEM_ADMIN_KEY"),
+    ("platform.create-demo", "create_demo", _optional_bool, "MEM_CREATE_DEMO"),
+    (
+        "platform.keys.rotation-grace-seconds",
+        "key_rotation_grace_seconds",
+        int,
+        "MEM_KEY_ROTATION_GRACE_SECONDS",
+    ),
+    ("platform.keys.check-seconds", "key_check_seconds", float, "MEM_KEY_CHECK_SECONDS"),
+    ("platform.keys.api-key-lifetime-days", "api_key_lifetime_days", int, "MEM_API_KEY_LIFETIME_DAYS"),
+    (
+        "platform.keys.max-token-lifetime-seconds",
+        "max_token_lifetime_seconds",
+        int,
+        "MEM_MAX_TOKEN_LIFETIME_SECONDS",
+    ),
+    ("platform.keys.jwt-audience", "jwt_audience", str, "MEM_JWT_AUDIENCE"),
     ("log.format", "log_format", str, "LOG_FORMAT"),
     ("log.level", "log_level", str, "LOG_LEVEL"),
     ("nubase.mem.enabled", "mem.enabled", _bool, None),
@@ -256,6 +280,7 @@ def load_settings(environ: Mapping[str, str] | None = None, config_dir: Path | N
         "ANTHROPIC_API_KEY" if mem.get("chat_provider") == "anthropic" else "OPENAI_API_KEY",
     )
     top["admin_key"] = top.get("admin_key") or _secret(environ, "MEM_ADMIN_KEY")
+    top["master_key"] = _secret(environ, "MEM_MASTER_KEY")
     data_dir = top.get("data_dir")
     if isinstance(data_dir, Path) and not data_dir.is_absolute():
         top["data_dir"] = PROJECT_ROOT / data_dir
@@ -270,6 +295,20 @@ def validate(settings: Settings) -> None:
         raise SettingsError(f"server.port (PORT) must be between 1 and 65535, not {settings.port}")
     if settings.log_format not in ("json", "console", "auto"):
         raise SettingsError("log.format must be json, console or auto")
+    _validate_keys(settings)
+
+
+def _validate_keys(settings: Settings) -> None:
+    if not 0 <= settings.key_rotation_grace_seconds <= 30 * 86_400:
+        raise SettingsError("MEM_KEY_ROTATION_GRACE_SECONDS must be between 0 and 2592000 (30 days)")
+    if not 0 < settings.key_check_seconds <= 60:
+        raise SettingsError("MEM_KEY_CHECK_SECONDS must be more than 0 and at most 60")
+    if not 1 <= settings.api_key_lifetime_days <= 3650:
+        raise SettingsError("MEM_API_KEY_LIFETIME_DAYS must be between 1 and 3650")
+    if not 60 <= settings.max_token_lifetime_seconds <= 30 * 86_400:
+        raise SettingsError("MEM_MAX_TOKEN_LIFETIME_SECONDS must be between 60 and 2592000")
+    if not settings.jwt_audience.strip():
+        raise SettingsError("MEM_JWT_AUDIENCE must not be empty")
 
 
 def _validate_mem(mem: MemSettings) -> None:

@@ -60,7 +60,7 @@ async def provide_scope(request: Request[Any, Any, Any]) -> MemoryAuthScope:
     tenant = await runtime.platform.find_tenant(ref) if ref else None
     if tenant is None or tenant.status != "active":
         raise Unauthorized("The API key is not valid.", code="invalid_api_key")
-    role = verify_api_key(api_key, tenant.jwt_secret, tenant.ref)
+    role = verify_api_key(api_key, tenant.keys, tenant.ref)
     request.scope.setdefault("state", {})[TENANT_SCOPE_KEY] = tenant.ref
     structlog.contextvars.bind_contextvars(tenant=tenant.ref)
     if not tenant.has_mem_schema:
@@ -105,7 +105,7 @@ def _user_scope(ref: str, claims: UserClaims) -> MemoryAuthScope:
 async def _user_claims(runtime: Runtime, tenant: Tenant, token: str) -> UserClaims:
     """A signed-in user's verified claims; a genuine token that names no user is NOT_A_USER_TOKEN."""
     jwks = await runtime.jwks.for_tenant(tenant.ref, jwks=tenant.jwks, jwks_url=tenant.jwks_url)
-    claims = verify_user_token(token, secret=tenant.jwt_secret, jwks=jwks)
+    claims = verify_user_token(token, keys=tenant.keys, jwks=jwks)
     if len(claims.sub) > MAX_ID_LENGTH:
         raise Unauthorized(
             f"The token's subject is longer than {MAX_ID_LENGTH} characters.", code="invalid_token"

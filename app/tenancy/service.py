@@ -12,12 +12,15 @@ import structlog
 
 from app.settings import Settings
 from app.tenancy.control import ControlPlane
+from app.tenancy.crypto import MasterKey, MasterKeyError, development_master_key
 from app.tenancy.errors import PgvectorMissing
+from app.tenancy.keys import Rotation, SigningKeys, api_keys
 from app.tenancy.mem_schema import MemSchemas
 from app.tenancy.migrations import ControlMigrations, MemMigrations
 from app.tenancy.models import SchemaInitResult, Tenant
 from app.tenancy.provisioning import Provisioner, new_tenant
 from app.tenancy.registry import TenantRegistry
+from app.tenancy.vault import Vault
 
 log = structlog.get_logger(__name__)
 
@@ -28,8 +31,14 @@ class Platform:
     ) -> None:
         self.settings = settings
         self.control = ControlPlane(server_dsn, own_database=not settings.database_url)
-        self.registry = TenantRegistry(self.control)
-        self.provisioner = Provisioner(self.control)
+        self.vault = Vault(
+            master_key(settings),
+            audience=settings.jwt_audience,
+            max_token_lifetime=settings.max_token_lifetime_seconds,
+        )
+        self.registry = TenantRegistry(self.control, self.vault, key_check_seconds=settings.key_check_seconds)
+        self.provisioner = Provisioner(self.control, self.vault)
+        self.signing_keys = SigningKeys(self.control, self.vault)
         self.mem_schemas = MemSchemas(
             settings.mem, self.control, self.registry, mem_migrations or MemMigrations()
         )
@@ -44,9 +53,14 @@ class Platform:
 
     async def start(self) -> None:
         await self.control.open(ControlMigrations())
-        if self.settings.mem.enabled and not await self.control.has_pgvector():
+        try:
+            await self.signing_keys.check_master_key()
+            await self.signing_keys.seal_plaintext_rows()
+            if self.settings.mem.enabled and not await self.control.has_pgvector():
+                raise PgvectorMissing()
+        except BaseException:
             await self.control.close()
-            raise PgvectorMissing()
+            raise
 
     async def stop(self) -> None:
         await self.control.close()
@@ -75,8 +89,11 @@ class Platform:
         jwt_secret: str | None = None,
         jwks_url: str | None = None,
         jwks: dict[str, Any] | None = None,
+        jwt_issuer: str | None = None,
     ) -> Tenant:
-        new = new_tenant(name, ref=ref, jwt_secret=jwt_secret, jwks_url=jwks_url, jwks=jwks)
+        new = new_tenant(
+            name, ref=ref, jwt_secret=jwt_secret, jwks_url=jwks_url, jwks=jwks, jwt_issuer=jwt_issuer
+        )
         init_schema = self.mem_schemas.init if self.settings.mem.enabled else None
         try:
             await self.provisioner.create(new, after_database=init_schema)
@@ -86,6 +103,21 @@ class Platform:
         log.info("tenant_created", tenant=new.ref, mem_schema=tenant.has_mem_schema)
         return tenant
 
+    def api_keys(self, tenant: Tenant) -> dict[str, str]:
+        """Fresh anon and service_role keys, signed with the tenant's current secret."""
+        return api_keys(tenant, lifetime_seconds=self.settings.api_key_lifetime_days * 86_400)
+
+    async def rotate_keys(self, ref: str, *, grace_seconds: int | None = None) -> tuple[Tenant, Rotation]:
+        grace = self.settings.key_rotation_grace_seconds if grace_seconds is None else grace_seconds
+        rotation = await self.signing_keys.rotate(ref, grace_seconds=grace)
+        self.registry.forget(ref)
+        return await self.registry.get(ref), rotation
+
+    async def revoke_keys(self, ref: str, kid: str | None = None) -> tuple[list[str], int]:
+        result = await self.signing_keys.revoke(ref, kid)
+        self.registry.forget(ref)
+        return result
+
     async def init_mem_schema(self, ref: str) -> SchemaInitResult:
         return await self.mem_schemas.init(ref)
 
@@ -94,3 +126,16 @@ class Platform:
 
     async def fingerprint(self, ref: str) -> list[tuple[str, str]]:
         return await self.mem_schemas.fingerprint(ref)
+
+
+def master_key(settings: Settings) -> MasterKey:
+    """MEM_MASTER_KEY (or _FILE); on the embedded development default, one kept in the data directory."""
+    if settings.master_key:
+        return MasterKey.from_base64(settings.master_key)
+    if settings.database_url:
+        raise MasterKeyError(
+            "MEM_MASTER_KEY (or MEM_MASTER_KEY_FILE) is required with DATABASE_URL: "
+            "it seals the tenants' secrets in the control plane.",
+            hint="Generate one with: openssl rand -base64 32",
+        )
+    return development_master_key(settings.data_dir)
