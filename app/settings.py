@@ -79,6 +79,8 @@ class Settings:
     admin_key: str | None = field(default=None, repr=False)
     # base64 of 32 bytes; seals tenant secrets in the control plane (generated in data_dir when embedded).
     master_key: str | None = field(default=None, repr=False)
+    # Former master keys (comma-separated): rows they sealed are resealed with master_key at start-up.
+    master_key_previous: str | None = field(default=None, repr=False)
     create_demo: bool | None = None  # None: only on the embedded development default
     key_rotation_grace_seconds: int = 86_400
     key_check_seconds: float = 2.0
@@ -281,6 +283,7 @@ def load_settings(environ: Mapping[str, str] | None = None, config_dir: Path | N
     )
     top["admin_key"] = top.get("admin_key") or _secret(environ, "MEM_ADMIN_KEY")
     top["master_key"] = _secret(environ, "MEM_MASTER_KEY")
+    top["master_key_previous"] = _secret(environ, "MEM_MASTER_KEY_PREVIOUS")
     data_dir = top.get("data_dir")
     if isinstance(data_dir, Path) and not data_dir.is_absolute():
         top["data_dir"] = PROJECT_ROOT / data_dir

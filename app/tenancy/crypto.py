@@ -63,13 +63,7 @@ class MasterKey:
         nonce = secrets.token_bytes(NONCE_BYTES)
         return nonce + AESGCM(self.key).encrypt(nonce, plaintext.encode(), context.encode())
 
-    def open(self, sealed: bytes, context: str, *, key_id: str) -> str:
-        if key_id != self.key_id:
-            raise MasterKeyError(
-                f"The control plane's secrets were sealed with master key {key_id}, "
-                f"but this server has master key {self.key_id}.",
-                hint="Start with the MEM_MASTER_KEY (or MEM_MASTER_KEY_FILE) the platform was set up with.",
-            )
+    def open(self, sealed: bytes, context: str) -> str:
         try:
             plain = AESGCM(self.key).decrypt(
                 sealed[:NONCE_BYTES], bytes(sealed[NONCE_BYTES:]), context.encode()
@@ -79,6 +73,12 @@ class MasterKey:
                 f"A sealed secret ({context.split(':')[0]}) does not open: altered or moved."
             ) from exc
         return plain.decode()
+
+
+def parse_previous_keys(text: str | None) -> tuple[MasterKey, ...]:
+    """MEM_MASTER_KEY_PREVIOUS: base64 keys separated by commas or new lines."""
+    parts = [p.strip() for p in (text or "").replace("\n", ",").split(",")]
+    return tuple(MasterKey.from_base64(p, source="MEM_MASTER_KEY_PREVIOUS") for p in parts if p)
 
 
 def write_private_file(path: Path, text: str) -> bool:

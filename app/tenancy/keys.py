@@ -126,12 +126,35 @@ class SigningKeys:
         return sealed
 
     async def check_master_key(self) -> None:
-        """Refuse to start when anything in the control plane was sealed with another master key."""
+        """Refuse to start when anything in the control plane was sealed with an unknown master key."""
         async with self._control.pool.acquire() as conn:
-            others = await repo.master_key_ids(conn) - {self._vault.key_id}
-        if others:
+            unknown = await repo.master_key_ids(conn) - self._vault.known_key_ids
+        if unknown:
             raise MasterKeyError(
-                f"The control plane's secrets were sealed with master key {', '.join(sorted(others))}, "
+                f"The control plane's secrets were sealed with master key {', '.join(sorted(unknown))}, "
                 f"but this server has master key {self._vault.key_id}.",
-                hint="Start with the MEM_MASTER_KEY (or MEM_MASTER_KEY_FILE) the platform was set up with.",
+                hint="Start with the MEM_MASTER_KEY (or MEM_MASTER_KEY_FILE) the platform was set up with, "
+                "or name the old one in MEM_MASTER_KEY_PREVIOUS to reseal with the new one.",
             )
+
+    async def reseal_with_current_key(self) -> int:
+        """Master key rotation: reseal what MEM_MASTER_KEY_PREVIOUS keys sealed with MEM_MASTER_KEY."""
+        vault = self._vault
+        old_ids = sorted(vault.known_key_ids - {vault.key_id})
+        if not old_ids:
+            return 0
+        async with self._control.pool.acquire() as conn, conn.transaction():
+            passwords, keys = await repo.sealed_with(conn, old_ids)
+            for ref, sealed, key_id in passwords:
+                plain = vault.open_password(ref, sealed, key_id)
+                await repo.reseal_password(conn, ref, vault.seal_password(ref, plain), vault.key_id)
+            for ref, kid, sealed, key_id in keys:
+                plain = vault.open_secret(ref, kid, sealed, key_id)
+                await repo.reseal_signing_key(
+                    conn, ref, kid, vault.seal_secret(ref, kid, plain), vault.key_id
+                )
+        if passwords or keys:
+            log.info(
+                "control_plane_secrets_resealed", rows=len(passwords) + len(keys), master_key_id=vault.key_id
+            )
+        return len(passwords) + len(keys)

@@ -227,6 +227,48 @@ async def delete_tenant_row(conn: asyncpg.Connection, ref: str) -> None:
     await conn.execute("DELETE FROM control.tenants WHERE ref = $1", ref)
 
 
+async def sealed_with(
+    conn: asyncpg.Connection, key_ids: list[str]
+) -> tuple[list[tuple[str, bytes, str]], list[tuple[str, str, bytes, str]]]:
+    """Role passwords and signing keys sealed by the given master keys, locked for resealing."""
+    passwords = await conn.fetch(
+        """SELECT ref, app_role_password_sealed, master_key_id FROM control.tenants
+            WHERE master_key_id = ANY($1) AND app_role_password_sealed IS NOT NULL FOR UPDATE""",
+        key_ids,
+    )
+    keys = await conn.fetch(
+        """SELECT ref, kid, secret_sealed, master_key_id FROM control.signing_keys
+            WHERE master_key_id = ANY($1) FOR UPDATE""",
+        key_ids,
+    )
+    return (
+        [(r["ref"], bytes(r["app_role_password_sealed"]), r["master_key_id"]) for r in passwords],
+        [(r["ref"], r["kid"], bytes(r["secret_sealed"]), r["master_key_id"]) for r in keys],
+    )
+
+
+async def reseal_password(conn: asyncpg.Connection, ref: str, sealed: bytes, master_key_id: str) -> None:
+    await conn.execute(
+        """UPDATE control.tenants SET app_role_password_sealed = $2, master_key_id = $3, updated_at = now()
+            WHERE ref = $1""",
+        ref,
+        sealed,
+        master_key_id,
+    )
+
+
+async def reseal_signing_key(
+    conn: asyncpg.Connection, ref: str, kid: str, sealed: bytes, master_key_id: str
+) -> None:
+    await conn.execute(
+        "UPDATE control.signing_keys SET secret_sealed = $3, master_key_id = $4 WHERE ref = $1 AND kid = $2",
+        ref,
+        kid,
+        sealed,
+        master_key_id,
+    )
+
+
 # Control-plane migrations (the caller holds the transaction)
 
 

@@ -12,7 +12,7 @@ import structlog
 
 from app.settings import Settings
 from app.tenancy.control import ControlPlane
-from app.tenancy.crypto import MasterKey, MasterKeyError, development_master_key
+from app.tenancy.crypto import MasterKey, MasterKeyError, development_master_key, parse_previous_keys
 from app.tenancy.errors import PgvectorMissing
 from app.tenancy.keys import Rotation, SigningKeys, api_keys
 from app.tenancy.mem_schema import MemSchemas
@@ -35,6 +35,7 @@ class Platform:
             master_key(settings),
             audience=settings.jwt_audience,
             max_token_lifetime=settings.max_token_lifetime_seconds,
+            previous=parse_previous_keys(settings.master_key_previous),
         )
         self.registry = TenantRegistry(self.control, self.vault, key_check_seconds=settings.key_check_seconds)
         self.provisioner = Provisioner(self.control, self.vault)
@@ -56,6 +57,7 @@ class Platform:
         try:
             await self.signing_keys.check_master_key()
             await self.signing_keys.seal_plaintext_rows()
+            await self.signing_keys.reseal_with_current_key()
             if self.settings.mem.enabled and not await self.control.has_pgvector():
                 raise PgvectorMissing()
         except BaseException:

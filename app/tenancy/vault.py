@@ -22,10 +22,33 @@ class Vault:
     master: MasterKey
     audience: str = "authenticated"
     max_token_lifetime: int = 86_400
+    # Keys the platform used before MEM_MASTER_KEY: they open old rows until start-up reseals them.
+    previous: tuple[MasterKey, ...] = ()
 
     @property
     def key_id(self) -> str:
         return self.master.key_id
+
+    @property
+    def known_key_ids(self) -> set[str]:
+        return {self.master.key_id, *(k.key_id for k in self.previous)}
+
+    def _master_for(self, key_id: str) -> MasterKey:
+        for key in (self.master, *self.previous):
+            if key.key_id == key_id:
+                return key
+        raise MasterKeyError(
+            f"The control plane's secrets were sealed with master key {key_id}, "
+            f"but this server has master key {self.key_id}.",
+            hint="Start with the MEM_MASTER_KEY (or MEM_MASTER_KEY_FILE) the platform was set up with, "
+            "or name the old one in MEM_MASTER_KEY_PREVIOUS to reseal with the new one.",
+        )
+
+    def open_password(self, ref: str, sealed: bytes, key_id: str) -> str:
+        return self._master_for(key_id).open(sealed, password_context(ref))
+
+    def open_secret(self, ref: str, kid: str, sealed: bytes, key_id: str) -> str:
+        return self._master_for(key_id).open(sealed, secret_context(ref, kid))
 
     def seal_password(self, ref: str, password: str) -> bytes:
         return self.master.seal(password, password_context(ref))
@@ -39,16 +62,12 @@ class Vault:
                 f"Tenant {record.ref!r} has no sealed secrets yet.",
                 hint="Restart the platform: start-up seals rows written by older versions.",
             )
-        password = self.master.open(
-            record.app_role_password_sealed, password_context(record.ref), key_id=record.master_key_id
-        )
+        password = self.open_password(record.ref, record.app_role_password_sealed, record.master_key_id)
         ring = KeyRing(
             keys=tuple(
                 SigningKey(
                     kid=k.kid,
-                    secret=self.master.open(
-                        k.secret_sealed, secret_context(record.ref, k.kid), key_id=k.master_key_id
-                    ),
+                    secret=self.open_secret(record.ref, k.kid, k.secret_sealed, k.master_key_id),
                     valid_until=k.valid_until,
                 )
                 for k in record.keys

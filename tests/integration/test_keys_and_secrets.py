@@ -129,13 +129,13 @@ async def test_sealed_secrets_open_to_what_was_sealed_and_only_in_their_own_plac
     master = MasterKey.from_base64(MASTER_KEY)
     (key,) = record.keys
     with pytest.raises(MasterKeyError, match="does not open"):
-        master.open(key.secret_sealed, f"jwt_secret:otherref:{key.kid}", key_id=master.key_id)
+        master.open(key.secret_sealed, f"jwt_secret:otherref:{key.kid}")
     with pytest.raises(MasterKeyError, match="does not open"):
         master.open(
             key.secret_sealed[:-1] + bytes([key.secret_sealed[-1] ^ 1]),
             f"jwt_secret:{tenant.ref}:{key.kid}",
-            key_id=master.key_id,
         )
+    assert master.open(key.secret_sealed, f"jwt_secret:{tenant.ref}:{key.kid}") == tenant.tenant.jwt_secret
 
 
 async def test_a_wrong_master_key_stops_the_start_naming_both_key_ids(settings, tenant):
@@ -228,6 +228,47 @@ async def test_start_up_seals_the_plain_text_rows_an_older_version_left(legacy_c
     from app.auth.tokens import verify_api_key
 
     assert verify_api_key(old_key, tenant.keys, "legacyone") == "service_role", "old keys still verify"
+
+
+async def test_a_new_master_key_reseals_everything_when_the_old_one_is_named_previous(
+    legacy_control_plane, settings
+):
+    conn = await asyncpg.connect(legacy_control_plane)
+    try:
+        await conn.execute(
+            """INSERT INTO control.tenants (ref, name, db_name, owner_role, app_role, app_role_password,
+                   jwt_secret, anon_key, service_role_key, status)
+               VALUES ('rekeyone', 'Rekey', 'mem_rekeyone', 'mem_owner_rekeyone', 'mem_app_rekeyone',
+                       $1, $2, 'a', 'b', 'active')""",
+            secrets.token_hex(24),
+            secrets.token_urlsafe(48),
+        )
+    finally:
+        await conn.close()
+    old = settings.replace(database_url=legacy_control_plane)
+    new = old.replace(master_key=OTHER_MASTER_KEY)
+
+    async def opened(s: Settings) -> tuple[str, str]:
+        platform = Platform(s, legacy_control_plane)
+        await platform.start()
+        try:
+            tenant = await platform.get_tenant("rekeyone")
+        finally:
+            await platform.stop()
+        return tenant.jwt_secret, tenant.app_role_password
+
+    before = await opened(old)  # sealed with the session's master key
+    with pytest.raises(MasterKeyError) as caught:
+        await opened(new)
+    assert "MEM_MASTER_KEY_PREVIOUS" in (caught.value.hint or "")
+    assert await opened(new.replace(master_key_previous=MASTER_KEY)) == before
+    assert await opened(new) == before, "everything was resealed: the old key is no longer needed"
+    conn = await asyncpg.connect(legacy_control_plane)
+    try:
+        ids = await repo.master_key_ids(conn)
+    finally:
+        await conn.close()
+    assert ids == {MasterKey.from_base64(OTHER_MASTER_KEY).key_id}
 
 
 # --- rotation and revocation --------------------------------------------------------------------------------
