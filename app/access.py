@@ -96,7 +96,7 @@ async def _key_tenant(runtime: Runtime, api_key: str | None) -> tuple[Tenant, st
     tenant = await runtime.platform.find_tenant(ref) if ref else None
     if tenant is None or tenant.status != "active":
         raise Unauthorized("The API key is not valid.", code="invalid_api_key")
-    return tenant, verify_api_key(api_key, tenant.jwt_secret, tenant.ref)
+    return tenant, verify_api_key(api_key, tenant.keys, tenant.ref)
 
 
 def _service_scope(ref: str) -> MemoryAuthScope:
@@ -114,7 +114,7 @@ async def _user_claims(runtime: Runtime, tenant: Tenant, token: str) -> UserClai
     jwks = None
     if token_algorithm(token) in ASYMMETRIC_ALGORITHMS:
         jwks = await runtime.jwks.for_tenant(tenant.ref, jwks=tenant.jwks, jwks_url=tenant.jwks_url)
-    claims = verify_user_token(token, secret=tenant.jwt_secret, jwks=jwks)
+    claims = verify_user_token(token, keys=tenant.keys, jwks=jwks)
     if len(claims.sub) > MAX_ID_LENGTH:
         raise Unauthorized(
             f"The token's subject is longer than {MAX_ID_LENGTH} characters.", code="invalid_token"

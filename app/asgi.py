@@ -87,8 +87,8 @@ async def build_runtime(settings: Settings) -> Runtime:
     if not server_dsn:
         embedded = start_embedded(settings.data_dir)
         server_dsn = embedded.dsn
-    platform = Platform(settings, server_dsn)
     try:
+        platform = Platform(settings, server_dsn)
         await platform.start()
     except BaseException:
         if embedded is not None:

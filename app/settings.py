@@ -108,6 +108,16 @@ class Settings:
     public_docs: bool = True
     # Development only: let tenants name an http or local (loopback, private) JWKS URL.
     allow_insecure_jwks: bool = False
+    # base64 of 32 bytes; seals tenant secrets in the control plane (generated in data_dir when embedded).
+    master_key: str | None = field(default=None, repr=False)
+    # Former master keys (comma-separated): rows they sealed are resealed with master_key at start-up.
+    master_key_previous: str | None = field(default=None, repr=False)
+    create_demo: bool | None = None  # None: only on the embedded development default
+    key_rotation_grace_seconds: int = 86_400
+    key_check_seconds: float = 2.0
+    api_key_lifetime_days: int = 365
+    max_token_lifetime_seconds: int = 86_400
+    jwt_audience: str = "authenticated"
     log_format: str = "auto"
     log_level: str = "info"
     mem: MemSettings = field(default_factory=MemSettings)
@@ -196,6 +206,22 @@ _KEYS: list[tuple[str, str, Callable[[Any], Any], str | None]] = [
     ("platform.metrics-key", "metrics_key", _optional_str, "MEM_METRICS_KEY"),
     ("server.public-docs", "public_docs", _bool, "MEM_PUBLIC_DOCS"),
     ("platform.allow-insecure-jwks", "allow_insecure_jwks", _bool, "MEM_ALLOW_INSECURE_JWKS"),
+    ("platform.create-demo", "create_demo", _optional_bool, "MEM_CREATE_DEMO"),
+    (
+        "platform.keys.rotation-grace-seconds",
+        "key_rotation_grace_seconds",
+        int,
+        "MEM_KEY_ROTATION_GRACE_SECONDS",
+    ),
+    ("platform.keys.check-seconds", "key_check_seconds", float, "MEM_KEY_CHECK_SECONDS"),
+    ("platform.keys.api-key-lifetime-days", "api_key_lifetime_days", int, "MEM_API_KEY_LIFETIME_DAYS"),
+    (
+        "platform.keys.max-token-lifetime-seconds",
+        "max_token_lifetime_seconds",
+        int,
+        "MEM_MAX_TOKEN_LIFETIME_SECONDS",
+    ),
+    ("platform.keys.jwt-audience", "jwt_audience", str, "MEM_JWT_AUDIENCE"),
     ("log.format", "log_format", str, "LOG_FORMAT"),
     ("log.level", "log_level", str, "LOG_LEVEL"),
     ("nubase.mem.enabled", "mem.enabled", _bool, None),
@@ -314,6 +340,8 @@ def load_settings(environ: Mapping[str, str] | None = None, config_dir: Path | N
     )
     top["admin_key"] = top.get("admin_key") or _secret(environ, "MEM_ADMIN_KEY")
     top["metrics_key"] = top.get("metrics_key") or _secret(environ, "MEM_METRICS_KEY")
+    top["master_key"] = _secret(environ, "MEM_MASTER_KEY")
+    top["master_key_previous"] = _secret(environ, "MEM_MASTER_KEY_PREVIOUS")
     data_dir = top.get("data_dir")
     if isinstance(data_dir, Path) and not data_dir.is_absolute():
         top["data_dir"] = PROJECT_ROOT / data_dir
@@ -339,6 +367,20 @@ def _validate_limits(settings: Settings) -> None:
         raise SettingsError("database.connection-budget must be at least 2")
     if settings.pool_acquire_timeout_seconds <= 0:
         raise SettingsError("database.acquire-timeout-seconds must be positive")
+    _validate_keys(settings)
+
+
+def _validate_keys(settings: Settings) -> None:
+    if not 0 <= settings.key_rotation_grace_seconds <= 30 * 86_400:
+        raise SettingsError("MEM_KEY_ROTATION_GRACE_SECONDS must be between 0 and 2592000 (30 days)")
+    if not 0 < settings.key_check_seconds <= 60:
+        raise SettingsError("MEM_KEY_CHECK_SECONDS must be more than 0 and at most 60")
+    if not 1 <= settings.api_key_lifetime_days <= 3650:
+        raise SettingsError("MEM_API_KEY_LIFETIME_DAYS must be between 1 and 3650")
+    if not 60 <= settings.max_token_lifetime_seconds <= 30 * 86_400:
+        raise SettingsError("MEM_MAX_TOKEN_LIFETIME_SECONDS must be between 60 and 2592000")
+    if not settings.jwt_audience.strip():
+        raise SettingsError("MEM_JWT_AUDIENCE must not be empty")
 
 
 def _validate_mem(mem: MemSettings) -> None:

@@ -14,6 +14,7 @@ tenants of a module-scoped fixture are dropped after the module.
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import secrets
 import shutil
@@ -31,7 +32,7 @@ import pytest_asyncio
 from litestar import Litestar
 
 from app.asgi import build_runtime, close_runtime, create_app
-from app.auth.tokens import mint_user_token
+from app.auth.tokens import mint_api_key, mint_user_token
 from app.db.dsn import with_database
 from app.runtime import Runtime
 from app.settings import LimitSettings, MemSettings, Settings
@@ -40,6 +41,8 @@ from testsupport.provider_server import FakeProviderServer
 from testsupport.tenants import TenantTemplate, drop_tenant
 
 ADMIN_KEY = "test-admin-key-" + "x" * 24
+# The control plane's master key for the whole test session (base64 of 32 bytes).
+MASTER_KEY = base64.b64encode(b"memory-tests-master-key-32-bytes").decode()
 DIMS = 384
 
 
@@ -166,6 +169,7 @@ def make_settings(platform_dsn: str, fake: FakeProviderServer, **mem: Any) -> Se
         env="test",
         database_url=platform_dsn,
         admin_key=ADMIN_KEY,
+        master_key=MASTER_KEY,
         log_format="json",
         log_level="warning",
         pool_max_size=4,
@@ -284,18 +288,27 @@ class TenantKeys:
         return self.tenant.ref
 
     @property
+    def service_role_key(self) -> str:
+        """Signed as the admin API signs it: current secret, its kid, and an exp."""
+        return mint_api_key(self.tenant.jwt_secret, self.ref, "service_role", kid=self.tenant.kid)
+
+    @property
+    def anon_key(self) -> str:
+        return mint_api_key(self.tenant.jwt_secret, self.ref, "anon", kid=self.tenant.kid)
+
+    @property
     def service(self) -> dict[str, str]:
-        return {"apikey": self.tenant.service_role_key}
+        return {"apikey": self.service_role_key}
 
     @property
     def anon(self) -> dict[str, str]:
-        return {"apikey": self.tenant.anon_key}
+        return {"apikey": self.anon_key}
 
     def user_token(self, sub: str, **kwargs: Any) -> str:
         return mint_user_token(self.tenant.jwt_secret, sub, ref=self.tenant.ref, **kwargs)
 
     def user(self, sub: str, **kwargs: Any) -> dict[str, str]:
-        return {"apikey": self.tenant.anon_key, "authorization": f"Bearer {self.user_token(sub, **kwargs)}"}
+        return {"apikey": self.anon_key, "authorization": f"Bearer {self.user_token(sub, **kwargs)}"}
 
 
 async def new_tenant(runtime: Runtime, name: str = "Test tenant", **kwargs: Any) -> TenantKeys:

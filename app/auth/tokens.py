@@ -1,10 +1,16 @@
-"""Tenant API keys and user JWTs: minting (for tenants, the demo and tests) and verification."""
+"""Tenant API keys and user JWTs: minting (for tenants, the demo and tests) and verification.
+
+A tenant signs with a key ring: its current HS256 secret, plus the secrets it rotated away
+from, each valid until the end of its grace period. Keys and tokens name the secret that
+signed them in the JWT header (`kid`); one without a `kid` (minted before rotation existed,
+or by an issuer that does not set it) is tried against every live secret of the ring.
+"""
 
 from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
@@ -15,10 +21,44 @@ API_KEY_ROLES = ("anon", "service_role")
 USER_ROLE = "authenticated"
 # The refusal of a genuine token that names no signed-in user (a tenant API key in the Bearer).
 NOT_A_USER_TOKEN = "not_a_user_token"
+TOKEN_TOO_LONG = "token_lifetime_too_long"
 ASYMMETRIC_ALGORITHMS = ("ES256", "RS256")
-TEN_YEARS = 10 * 365 * 24 * 3600
+ONE_DAY = 24 * 3600
+API_KEY_LIFETIME = 365 * ONE_DAY
 # Accept a little clock drift between the issuer and this server.
 LEEWAY_SECONDS = 30
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    kid: str
+    secret: str = field(repr=False)
+    # Epoch seconds after which the key verifies nothing; None for the current key.
+    valid_until: float | None = None
+
+
+@dataclass(frozen=True)
+class KeyRing:
+    """What a tenant's keys and user tokens are checked with: its secrets and the claims it demands."""
+
+    keys: tuple[SigningKey, ...]  # the current key first
+    audience: str = USER_ROLE
+    issuer: str | None = None
+    max_token_lifetime: int = ONE_DAY
+
+    @classmethod
+    def single(cls, secret: str, kid: str = "k1", **policy: Any) -> KeyRing:
+        return cls(keys=(SigningKey(kid=kid, secret=secret),), **policy)
+
+    @property
+    def current(self) -> SigningKey:
+        return self.keys[0]
+
+    def candidates(self, kid: object, now: float | None = None) -> list[SigningKey]:
+        """The live keys a token with this `kid` header may be signed with."""
+        moment = time.time() if now is None else now
+        live = [k for k in self.keys if k.valid_until is None or k.valid_until > moment]
+        return live if kid is None else [k for k in live if k.kid == kid]
 
 
 @dataclass(frozen=True)
@@ -30,12 +70,21 @@ class UserClaims:
     claims: dict[str, Any]
 
 
-def mint_api_key(secret: str, ref: str, role: str, *, issued_at: int | None = None) -> str:
+def mint_api_key(
+    secret: str,
+    ref: str,
+    role: str,
+    *,
+    issued_at: int | None = None,
+    kid: str | None = None,
+    lifetime_seconds: int = API_KEY_LIFETIME,
+) -> str:
     if role not in API_KEY_ROLES:
         raise ValueError(f"unknown key role {role!r}")
     iat = int(time.time()) if issued_at is None else issued_at
-    payload = {"iss": "memory", "ref": ref, "role": role, "iat": iat, "exp": iat + TEN_YEARS}
-    return jwt.encode(payload, secret, algorithm="HS256")
+    payload = {"iss": "memory", "ref": ref, "role": role, "iat": iat, "exp": iat + lifetime_seconds}
+    headers = {"kid": kid} if kid else None
+    return jwt.encode(payload, secret, algorithm="HS256", headers=headers)
 
 
 def mint_user_token(
@@ -45,14 +94,16 @@ def mint_user_token(
     ref: str | None = None,
     email: str | None = None,
     lifetime_seconds: int = 3600,
+    kid: str | None = None,
+    issuer: str | None = None,
     extra: dict[str, Any] | None = None,
 ) -> str:
     """A GoTrue-shaped access token signed with the tenant's HS256 secret."""
     now = int(time.time())
     payload: dict[str, Any] = {
-        "iss": f"memory/{ref}/auth/v1" if ref else "memory/auth/v1",
+        "iss": issuer or (f"memory/{ref}/auth/v1" if ref else "memory/auth/v1"),
         "sub": sub,
-        "aud": "authenticated",
+        "aud": USER_ROLE,
         "role": USER_ROLE,
         "email": email,
         "session_id": str(uuid.uuid4()),
@@ -61,7 +112,8 @@ def mint_user_token(
         "exp": now + lifetime_seconds,
     }
     payload.update(extra or {})
-    return jwt.encode(payload, secret, algorithm="HS256")
+    headers = {"kid": kid} if kid else None
+    return jwt.encode(payload, secret, algorithm="HS256", headers=headers)
 
 
 def unverified_ref(api_key: str) -> str | None:
@@ -83,74 +135,115 @@ def token_algorithm(token: str) -> str | None:
     return alg if isinstance(alg, str) else None
 
 
-def verify_api_key(api_key: str, secret: str, ref: str) -> str:
-    """Return the key's role after checking signature, expiry, tenant and role."""
+def _is_number(value: object) -> bool:
+    # PyJWT turns a numeric string into a date (int("32503680000")): only real numbers count.
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _decode_hs256(token: str, ring: KeyRing, options: Any, **claims: Any) -> dict[str, Any]:
+    """Decode with the first live secret of the ring whose signature matches; raise PyJWT's errors."""
+    kid = jwt.get_unverified_header(token).get("kid")
+    for key in ring.candidates(kid):
+        try:
+            payload: dict[str, Any] = jwt.decode(
+                token, key.secret, algorithms=["HS256"], options=options, leeway=LEEWAY_SECONDS, **claims
+            )
+        except jwt.InvalidSignatureError:
+            continue
+        return payload
+    raise jwt.InvalidSignatureError("no live signing key matches")
+
+
+def verify_api_key(api_key: str, ring: KeyRing, ref: str) -> str:
+    """Return the key's role after checking signature (by kid), expiry, tenant and role."""
     try:
-        payload = jwt.decode(
-            api_key,
-            secret,
-            algorithms=["HS256"],
-            options={"require": ["ref", "role"]},
-            leeway=LEEWAY_SECONDS,
-        )
+        payload = _decode_hs256(api_key, ring, {"require": ["ref", "role", "exp"]})
     except jwt.ExpiredSignatureError as exc:
         raise Unauthorized("The API key has expired.", code="api_key_expired") from exc
     except jwt.PyJWTError as exc:
         raise Unauthorized("The API key is not valid.", code="invalid_api_key") from exc
+    if not _is_number(payload["exp"]):
+        raise Unauthorized("The API key's exp is not a number.", code="invalid_api_key")
     if payload.get("ref") != ref or payload.get("role") not in API_KEY_ROLES:
         raise Unauthorized("The API key is not valid.", code="invalid_api_key")
     return str(payload["role"])
 
 
-def verify_user_token(token: str, *, secret: str, jwks: jwt.PyJWKSet | None) -> UserClaims:
-    """Verify a user access token with the tenant's secret (HS256) or its JWKS (ES256/RS256 by kid).
-
-    The algorithm is chosen by the key, never by the token: an HS256 token is checked only
-    against the secret and an asymmetric one only against a JWKS key of the same algorithm,
-    so `alg: none` and algorithm confusion have nothing to work with.
-    """
+def _user_key(token: str, jwks: jwt.PyJWKSet | None) -> tuple[str, Any]:
+    """The token's algorithm and, for ES256/RS256, the JWKS key its `kid` names."""
     try:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError as exc:
         raise Unauthorized("The bearer token is not a valid JWT.", code="invalid_token") from exc
     alg = header.get("alg")
-    key: Any
     if alg == "HS256":
-        key = secret
-    elif alg in ASYMMETRIC_ALGORITHMS and jwks is not None:
+        return alg, None
+    if alg in ASYMMETRIC_ALGORITHMS and jwks is not None:
         kid = header.get("kid")
         matching = [k for k in jwks.keys if k.key_id == kid and k.algorithm_name == alg]
         if not matching:
             raise Unauthorized("The bearer token is signed by an unknown key.", code="invalid_token")
-        key = matching[0].key
-    else:
-        raise Unauthorized(
-            "The bearer token uses an algorithm this tenant does not accept.", code="invalid_token"
-        )
+        return alg, matching[0].key
+    raise Unauthorized(
+        "The bearer token uses an algorithm this tenant does not accept.", code="invalid_token"
+    )
+
+
+def _decode_user_token(token: str, ring: KeyRing, jwks: jwt.PyJWKSet | None) -> dict[str, Any]:
+    """Signature and expiry only: the other claims are checked once the token is known to be a user's."""
+    alg, key = _user_key(token, jwks)
+    options: Any = {"require": ["exp"], "verify_aud": False}
     try:
-        claims = jwt.decode(
-            token,
-            key,
-            algorithms=[alg],
-            # aud is checked below: GoTrue sets "authenticated", other issuers may omit it.
-            # sub too, after the role: the tenant's own API keys carry none and get a clearer refusal.
-            options={"require": ["exp"], "verify_aud": False},
-            leeway=LEEWAY_SECONDS,
+        if key is None:
+            return _decode_hs256(token, ring, options)
+        claims: dict[str, Any] = jwt.decode(
+            token, key, algorithms=[alg], options=options, leeway=LEEWAY_SECONDS
         )
+        return claims
     except jwt.ExpiredSignatureError as exc:
         raise Unauthorized("The bearer token has expired.", code="token_expired") from exc
     except jwt.PyJWTError as exc:
         raise Unauthorized("The bearer token is not valid.", code="invalid_token") from exc
+
+
+def _check_user_claims(claims: dict[str, Any], ring: KeyRing) -> None:
+    """aud must name the ring's audience, iss equal the tenant's issuer when it has one, and
+    exp and iat be numbers no further apart than the ring's maximum lifetime."""
     aud = claims.get("aud")
-    audiences = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else None
-    if aud is not None and (audiences is None or USER_ROLE not in audiences):
-        raise Unauthorized("The bearer token is for another audience.", code="invalid_token")
+    audiences = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
+    if ring.audience not in audiences:
+        raise Unauthorized(f"The bearer token's aud must name {ring.audience!r}.", code="invalid_token")
+    if ring.issuer is not None and claims.get("iss") != ring.issuer:
+        raise Unauthorized("The bearer token comes from another issuer.", code="invalid_token")
+    exp, iat = claims.get("exp"), claims.get("iat")
+    if not _is_number(exp) or not _is_number(iat):
+        raise Unauthorized("The bearer token's exp and iat must be numbers.", code="invalid_token")
+    longest = ring.max_token_lifetime
+    assert isinstance(exp, int | float) and isinstance(iat, int | float)
+    if exp - iat > longest or exp - time.time() > longest + LEEWAY_SECONDS:
+        raise Unauthorized(
+            f"The bearer token lives longer than this service accepts ({longest} seconds).",
+            code=TOKEN_TOO_LONG,
+        )
+
+
+def verify_user_token(token: str, *, keys: KeyRing, jwks: jwt.PyJWKSet | None) -> UserClaims:
+    """Verify a user access token with the tenant's secrets (HS256) or its JWKS (ES256/RS256 by kid).
+
+    The algorithm is chosen by the key, never by the token: an HS256 token is checked only
+    against the ring's secrets and an asymmetric one only against a JWKS key of the same
+    algorithm, so `alg: none` and algorithm confusion have nothing to work with. The token
+    must name the audience (and, when the tenant has one, the issuer), and live no longer
+    than the ring's maximum.
+    """
+    claims = _decode_user_token(token, keys, jwks)
     if claims.get("role") in API_KEY_ROLES:
         # A tenant API key in the Bearer is genuine but names no user, and never raises privilege.
         raise Forbidden(
             "The bearer token is a tenant API key, not a signed-in user's access token.",
             code=NOT_A_USER_TOKEN,
         )
+    _check_user_claims(claims, keys)
     return _user_claims(claims)
 
 

@@ -6,6 +6,7 @@ import secrets
 from pathlib import Path
 
 from app.settings import Settings
+from app.tenancy.crypto import write_private_file
 
 FILE_NAME = "admin_key"
 
@@ -20,9 +21,7 @@ def ensure_admin_key(settings: Settings) -> Settings:
         return settings
     path = key_file(settings)
     if not path.exists():
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(32))
-        path.chmod(0o600)
+        write_private_file(path, secrets.token_urlsafe(32))
     return settings.replace(admin_key=path.read_text().strip())
 
 

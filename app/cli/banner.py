@@ -1,4 +1,10 @@
-"""What `serve` and `status` print: the demo tenant's keys, and a request that works as pasted."""
+"""What `serve` and `status` print: the demo tenant's keys, and a request that works as pasted.
+
+`serve` prints secrets only where they cannot leak into shared logs: the embedded development
+default prints everything; with DATABASE_URL (a deployment, whose stdout is container logs)
+the demo tenant exists only when MEM_CREATE_DEMO=1 asks for it, and then only its own keys
+are printed, never the platform admin key or the tenant's JWT secret.
+"""
 
 from __future__ import annotations
 
@@ -27,15 +33,32 @@ def demo_info(api_url: str, keys: dict[str, str], admin_key: str | None) -> dict
             keys["jwt_secret"],
             DEMO_USER_SUB,
             ref=keys["ref"],
+            kid=keys.get("kid"),
             email="demo@example.com",
             lifetime_seconds=ONE_DAY,
         ),
     }
 
 
+HIDDEN = "(not printed with DATABASE_URL: `python -m app status` shows it)"
+
+
+def deployment_banner(info: dict[str, Any]) -> dict[str, Any]:
+    """The banner's fields for a DATABASE_URL deployment: no platform admin key, no JWT secret."""
+    return {**info, "jwt_secret": HIDDEN, "admin_key": HIDDEN}
+
+
 def rows(pairs: list[tuple[str, Any]]) -> list[str]:
     width = max(len(k) for k, _ in pairs)
     return [f"  {k.rjust(width)}: {v}" for k, v in pairs]
+
+
+def render_plain_banner(api_url: str) -> str:
+    """Without a demo tenant: where the service is, and how to make a tenant."""
+    lines = ["", "Memory is running.", ""]
+    lines += rows([("API URL", api_url), ("Docs", f"{api_url}/docs")])
+    lines += ["", "  Create a tenant (prints its keys): python -m app tenant create 'My app'", ""]
+    return "\n".join(lines)
 
 
 def render_banner(info: dict[str, Any]) -> str:

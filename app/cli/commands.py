@@ -6,7 +6,7 @@ import json
 from typing import Any
 from urllib.parse import quote
 
-from app.cli.banner import DEMO_REF, demo_info, render_banner, rows
+from app.cli.banner import DEMO_REF, demo_info, render_banner, render_plain_banner, rows
 from app.cli.client import AdminClient
 
 STATUS_JSON_FIELDS = (
@@ -27,6 +27,14 @@ def _print_json(value: Any) -> None:
 
 
 def cmd_status(client: AdminClient, *, as_json: bool) -> int:
+    refs = [t["ref"] for t in client.get("/auth/v1/admin/tenants")["tenants"]]
+    if DEMO_REF not in refs:
+        # A deployment (DATABASE_URL) has no demo tenant unless MEM_CREATE_DEMO=1 asked for one.
+        if as_json:
+            _print_json({"api_url": client.url, "docs_url": f"{client.url}/docs", "tenant_ref": None})
+        else:
+            print(render_plain_banner(client.url))
+        return 0
     keys = client.get(f"/auth/v1/admin/tenants/{DEMO_REF}/keys")
     info = demo_info(client.url, keys, client.admin_key)
     if as_json:

@@ -19,7 +19,7 @@ import asyncpg
 import uvicorn
 
 from app.asgi import build_runtime, close_runtime, create_app
-from app.cli.banner import DEMO_REF, demo_info, render_banner
+from app.cli.banner import DEMO_REF, demo_info, deployment_banner, render_banner, render_plain_banner
 from app.cli.errors import CliError
 from app.errors import AppError
 from app.providers.chat import build_chat_provider
@@ -80,22 +80,37 @@ async def start_runtime(settings: Settings) -> Runtime:
     return runtime
 
 
+def wants_demo(settings: Settings) -> bool:
+    """The demo tenant: always on the embedded development default, with DATABASE_URL only when
+    MEM_CREATE_DEMO=1 asks for it (a deployment gets no tenant nobody created)."""
+    return settings.create_demo if settings.create_demo is not None else not settings.database_url
+
+
 async def demo_keys(runtime: Runtime) -> dict[str, str]:
     platform = runtime.platform
     tenant = await platform.find_tenant(DEMO_REF) or await platform.create_tenant("Demo", ref=DEMO_REF)
+    minted = platform.api_keys(tenant)
     return {
         "ref": tenant.ref,
-        "anon_key": tenant.anon_key,
-        "service_role_key": tenant.service_role_key,
+        "anon_key": minted["anon"],
+        "service_role_key": minted["service_role"],
         "jwt_secret": tenant.jwt_secret,
+        "kid": tenant.kid,
     }
+
+
+async def banner_text(settings: Settings, runtime: Runtime) -> str:
+    if not wants_demo(settings):
+        return render_plain_banner(settings.api_url)
+    info = demo_info(settings.api_url, await demo_keys(runtime), settings.admin_key)
+    return render_banner(deployment_banner(info) if settings.database_url else info)
 
 
 async def serve(settings: Settings, sock: socket.socket) -> None:
     await check_providers(settings)
     runtime = await start_runtime(settings)
     try:
-        info = demo_info(settings.api_url, await demo_keys(runtime), settings.admin_key)
+        banner = await banner_text(settings, runtime)
         config = uvicorn.Config(
             create_app(settings, runtime=runtime), log_config=None, access_log=False, lifespan="on"
         )
@@ -104,7 +119,7 @@ async def serve(settings: Settings, sock: socket.socket) -> None:
         listening = asyncio.create_task(server.listening.wait())
         await asyncio.wait([serving, listening], return_when=asyncio.FIRST_COMPLETED)
         if server.listening.is_set():
-            print(render_banner(info), flush=True)
+            print(banner, flush=True)
         else:
             listening.cancel()
         await serving

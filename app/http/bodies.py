@@ -33,6 +33,7 @@ ALIASES = {
     "includeExpired": "include_expired",
     "pageSize": "page_size",
     "jwksUrl": "jwks_url",
+    "jwtIssuer": "jwt_issuer",
 }
 
 T = TypeVar("T")

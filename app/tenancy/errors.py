@@ -48,3 +48,19 @@ class MigrationOutOfOrder(AppError):
 
     status_code = 500
     code = "mem_migration_out_of_order"
+
+
+class SigningKeyNotFound(NotFound):
+    code = "signing_key_not_found"
+
+    def __init__(self, kid: str) -> None:
+        super().__init__(f"The tenant has no retired signing key {kid!r}.")
+
+
+class CurrentKeyNotRevocable(Conflict):
+    code = "current_key_not_revocable"
+
+    def __init__(self, kid: str) -> None:
+        super().__init__(
+            f"{kid!r} is the tenant's current signing key: rotate the keys first, then revoke it."
+        )

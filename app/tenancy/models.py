@@ -7,27 +7,66 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from app.auth.tokens import KeyRing
+
 REF_PATTERN = re.compile(r"^[a-z][a-z0-9]{2,39}$")
 
 
 @dataclass(frozen=True)
-class Tenant:
+class SealedKey:
+    """A signing key as the control plane stores it."""
+
+    kid: str
+    secret_sealed: bytes
+    master_key_id: str
+    valid_until: float | None  # epoch seconds; None for the current key
+
+
+@dataclass(frozen=True)
+class TenantRecord:
+    """A control.tenants row with its signing keys, secrets still sealed."""
+
     ref: str
     name: str
     db_url: str | None
     db_name: str
     owner_role: str
     app_role: str
-    app_role_password: str
-    jwt_secret: str
+    app_role_password_sealed: bytes | None
+    master_key_id: str | None
+    jwt_issuer: str | None
     jwks_url: str | None
     jwks: dict[str, Any] | None
-    anon_key: str
-    service_role_key: str
     status: str
     embedding_dims: int | None
     fts_config: str | None
     mem_schema_version: int | None
+    keys_version: int
+    created_at: datetime
+    cors_origins: tuple[str, ...]
+    limits: dict[str, int]
+    keys: tuple[SealedKey, ...]  # the current key first
+
+
+@dataclass(frozen=True)
+class Tenant:
+    """A tenant with its secrets opened: held in process memory only, never written back."""
+
+    ref: str
+    name: str
+    db_url: str | None
+    db_name: str
+    owner_role: str
+    app_role: str
+    app_role_password: str = field(repr=False)
+    keys: KeyRing
+    jwks_url: str | None
+    jwks: dict[str, Any] | None
+    status: str
+    embedding_dims: int | None
+    fts_config: str | None
+    mem_schema_version: int | None
+    keys_version: int
     created_at: datetime
     cors_origins: tuple[str, ...] = ()  # browser origins allowed to use this tenant's keys
     # The tenant's own limits (control.tenants.limits); absent keys use the platform defaults.
@@ -36,6 +75,15 @@ class Tenant:
     @property
     def has_mem_schema(self) -> bool:
         return self.mem_schema_version is not None
+
+    @property
+    def jwt_secret(self) -> str:
+        """The current HS256 secret: what new keys are signed with, and users' tokens by default."""
+        return self.keys.current.secret
+
+    @property
+    def kid(self) -> str:
+        return self.keys.current.kid
 
     def public_view(self) -> dict[str, Any]:
         """What the admin API shows: no secrets beyond the tenant's own keys."""
@@ -61,12 +109,12 @@ class NewTenant:
     db_name: str
     owner_role: str
     app_role: str
-    app_role_password: str
-    jwt_secret: str
+    app_role_password: str = field(repr=False)
+    jwt_secret: str = field(repr=False)
+    kid: str
+    jwt_issuer: str | None
     jwks_url: str | None
     jwks: dict[str, Any] | None
-    anon_key: str
-    service_role_key: str
     cors_origins: tuple[str, ...] = ()
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -13,12 +12,12 @@ import jwt
 import structlog
 
 from app.auth.jwks import jwks_url_problem
-from app.auth.tokens import mint_api_key
 from app.tenancy import repo
 from app.tenancy.control import ControlPlane
 from app.tenancy.errors import InvalidTenant, TenantExists
 from app.tenancy.models import REF_PATTERN, NewTenant
 from app.tenancy.origins import normalize_origins
+from app.tenancy.vault import Vault
 
 log = structlog.get_logger(__name__)
 
@@ -32,10 +31,11 @@ def new_tenant(
     jwt_secret: str | None = None,
     jwks_url: str | None = None,
     jwks: dict[str, Any] | None = None,
+    jwt_issuer: str | None = None,
     cors_origins: list[str] | None = None,
     allow_insecure_jwks: bool = False,
 ) -> NewTenant:
-    """Validate a create request and generate what the caller did not give: ref, secret, keys."""
+    """Validate a create request and generate what the caller did not give: ref, secret, kid."""
     name = name.strip()
     if not 1 <= len(name) <= 200:
         raise InvalidTenant("A tenant name must have 1 to 200 characters.", code="invalid_tenant_name")
@@ -45,8 +45,31 @@ def new_tenant(
             "A tenant ref has 3 to 40 lowercase letters and digits, starting with a letter.",
             code="invalid_tenant_ref",
         )
+    _check_jwks(jwks_url, jwks, allow_insecure=allow_insecure_jwks)
+    secret = jwt_secret or secrets.token_urlsafe(48)
+    if len(secret) < 32:
+        raise InvalidTenant("A JWT secret needs at least 32 characters.", code="weak_jwt_secret")
+    if jwt_issuer is not None and not 1 <= len(jwt_issuer) <= 500:
+        raise InvalidTenant("A JWT issuer has 1 to 500 characters.", code="invalid_jwt_issuer")
+    return NewTenant(
+        ref=ref,
+        name=name,
+        db_name=f"mem_{ref}",
+        owner_role=f"mem_owner_{ref}",
+        app_role=f"mem_app_{ref}",
+        app_role_password=secrets.token_hex(24),
+        jwt_secret=secret,
+        kid=new_kid(),
+        jwt_issuer=jwt_issuer,
+        jwks_url=jwks_url,
+        jwks=jwks,
+        cors_origins=normalize_origins(cors_origins or []),
+    )
+
+
+def _check_jwks(jwks_url: str | None, jwks: dict[str, Any] | None, *, allow_insecure: bool) -> None:
     if jwks_url is not None:
-        problem = jwks_url_problem(jwks_url, allow_insecure=allow_insecure_jwks)
+        problem = jwks_url_problem(jwks_url, allow_insecure=allow_insecure)
         if problem is not None:
             raise InvalidTenant(
                 f"The JWKS URL is refused: {problem}.",
@@ -58,24 +81,10 @@ def new_tenant(
             jwt.PyJWKSet.from_dict(jwks)
         except jwt.PyJWTError as exc:
             raise InvalidTenant(f"The JWKS is not valid: {exc}", code="invalid_jwks") from exc
-    secret = jwt_secret or secrets.token_urlsafe(48)
-    if len(secret) < 32:
-        raise InvalidTenant("A JWT secret needs at least 32 characters.", code="weak_jwt_secret")
-    issued_at = int(time.time())
-    return NewTenant(
-        ref=ref,
-        name=name,
-        db_name=f"mem_{ref}",
-        owner_role=f"mem_owner_{ref}",
-        app_role=f"mem_app_{ref}",
-        app_role_password=secrets.token_hex(24),
-        jwt_secret=secret,
-        jwks_url=jwks_url,
-        jwks=jwks,
-        anon_key=mint_api_key(secret, ref, "anon", issued_at=issued_at),
-        service_role_key=mint_api_key(secret, ref, "service_role", issued_at=issued_at),
-        cors_origins=normalize_origins(cors_origins or []),
-    )
+
+
+def new_kid() -> str:
+    return secrets.token_hex(8)
 
 
 def _random_ref() -> str:
@@ -84,8 +93,9 @@ def _random_ref() -> str:
 
 
 class Provisioner:
-    def __init__(self, control: ControlPlane) -> None:
+    def __init__(self, control: ControlPlane, vault: Vault) -> None:
         self._control = control
+        self._vault = vault
         self._lock = asyncio.Lock()
 
     async def create(self, new: NewTenant, *, after_database: AfterDatabase | None = None) -> None:
@@ -104,11 +114,25 @@ class Provisioner:
                 raise
 
     async def _register(self, new: NewTenant) -> None:
-        async with self._control.pool.acquire() as conn:
+        """The row and its first signing key, secrets sealed: nothing in plain text reaches the database."""
+        vault = self._vault
+        async with self._control.pool.acquire() as conn, conn.transaction():
             try:
-                await repo.insert_tenant(conn, new)
+                await repo.insert_tenant(
+                    conn,
+                    new,
+                    password_sealed=vault.seal_password(new.ref, new.app_role_password),
+                    master_key_id=vault.key_id,
+                )
             except asyncpg.UniqueViolationError as exc:
                 raise TenantExists(new.ref) from exc
+            await repo.insert_signing_key(
+                conn,
+                new.ref,
+                kid=new.kid,
+                secret_sealed=vault.seal_secret(new.ref, new.kid, new.jwt_secret),
+                master_key_id=vault.key_id,
+            )
 
     async def _create_roles_and_database(self, new: NewTenant) -> None:
         conn = await self._control.server_connection()

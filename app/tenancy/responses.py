@@ -25,20 +25,39 @@ class TenantView(msgspec.Struct):
 
 
 class CreatedTenant(TenantView):
-    """The only answer that carries the tenant's keys and JWT secret: store them now."""
+    """The answer that carries the tenant's keys and JWT secret: store them now."""
 
     anon_key: str
     service_role_key: str
     jwt_secret: str
+    kid: str  # the signing key's id, in the header of every key signed with it
 
 
 class TenantKeys(msgspec.Struct):
-    """A tenant's API keys and the secret that signs them (and its users' HS256 JWTs): admin only."""
+    """A tenant's API keys, freshly signed with its current secret (which also signs its users'
+    HS256 JWTs), and that secret: admin only. Keys are not stored: each call signs new ones."""
 
     ref: str
     anon_key: str
     service_role_key: str
     jwt_secret: str
+    kid: str
+
+
+class RotatedKeys(TenantKeys):
+    """New keys from a new secret. The previous secret verifies until previous_valid_until."""
+
+    previous_kid: str | None
+    previous_valid_until: str | None  # ISO 8601; equal to now for a rotation without grace
+    keys_version: int
+
+
+class RevokedKeys(msgspec.Struct):
+    """The retired signing keys just deleted: whatever they signed is refused from now on."""
+
+    ref: str
+    revoked: list[str]
+    keys_version: int
 
 
 class TenantList(msgspec.Struct):

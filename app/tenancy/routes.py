@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import msgspec
 from litestar import Controller, get, post, put
 from litestar.params import Parameter
@@ -10,8 +12,11 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 from app.http.bodies import StrictBody
 from app.http.errors import error_responses
 from app.http.openapi import ADMIN_SECURITY
+from app.tenancy.models import Tenant
 from app.tenancy.responses import (
     CreatedTenant,
+    RevokedKeys,
+    RotatedKeys,
     SchemaInitResults,
     TenantKeys,
     TenantLimitsView,
@@ -20,6 +25,19 @@ from app.tenancy.responses import (
 )
 from app.tenancy.schemas import CreateTenantRequest, SetCorsOrigins, TenantLimitsRequest
 from app.tenancy.service import Platform
+
+MAX_GRACE_SECONDS = 30 * 86_400
+
+
+def _keys(platform: Platform, tenant: Tenant) -> dict[str, str]:
+    minted = platform.api_keys(tenant)
+    return {
+        "ref": tenant.ref,
+        "anon_key": minted["anon"],
+        "service_role_key": minted["service_role"],
+        "jwt_secret": tenant.jwt_secret,
+        "kid": tenant.kid,
+    }
 
 
 class AdminController(Controller):
@@ -38,17 +56,14 @@ class AdminController(Controller):
     )
     async def create_tenant(self, platform: Platform, data: CreateTenantRequest) -> CreatedTenant:
         tenant = await platform.create_tenant(
-            data.name, ref=data.ref, jwks_url=data.jwks_url, jwks=data.jwks, cors_origins=data.cors_origins
+            data.name,
+            ref=data.ref,
+            jwks_url=data.jwks_url,
+            jwks=data.jwks,
+            jwt_issuer=data.jwt_issuer,
+            cors_origins=data.cors_origins,
         )
-        return msgspec.convert(
-            {
-                **tenant.public_view(),
-                "anon_key": tenant.anon_key,
-                "service_role_key": tenant.service_role_key,
-                "jwt_secret": tenant.jwt_secret,
-            },
-            CreatedTenant,
-        )
+        return msgspec.convert({**tenant.public_view(), **_keys(platform, tenant)}, CreatedTenant)
 
     @get("/tenants", summary="List tenants", responses=error_responses(401, 500, 503))
     async def list_tenants(self, platform: Platform) -> TenantList:
@@ -57,16 +72,45 @@ class AdminController(Controller):
 
     @get(
         "/tenants/{ref:str}/keys",
-        summary="A tenant's keys and JWT secret, to print them again",
+        summary="A tenant's keys (freshly signed) and JWT secret, to print them again",
         responses=error_responses(400, 401, 404, 500, 503),
     )
     async def tenant_keys(self, platform: Platform, ref: str) -> TenantKeys:
         tenant = await platform.get_tenant(ref)
-        return TenantKeys(
-            ref=tenant.ref,
-            anon_key=tenant.anon_key,
-            service_role_key=tenant.service_role_key,
-            jwt_secret=tenant.jwt_secret,
+        return msgspec.convert(_keys(platform, tenant), TenantKeys)
+
+    @post(
+        "/tenants/{ref:str}/rotate-keys",
+        status_code=HTTP_200_OK,
+        summary="New secret and keys; the old secret verifies for a grace period",
+        description=(
+            "Signs new anon and service_role keys with a new secret (new kid). Keys and user tokens "
+            "signed with the previous secret keep working for grace_seconds (default "
+            "MEM_KEY_ROTATION_GRACE_SECONDS), then are refused; revoke-keys ends that at once."
+        ),
+        responses=error_responses(400, 401, 404, 500, 503),
+    )
+    async def rotate_keys(
+        self,
+        platform: Platform,
+        ref: str,
+        grace_seconds: int | None = Parameter(
+            query="grace_seconds", default=None, ge=0, le=MAX_GRACE_SECONDS
+        ),
+    ) -> RotatedKeys:
+        await platform.get_tenant(ref)
+        tenant, rotation = await platform.rotate_keys(ref, grace_seconds=grace_seconds)
+        until = rotation.previous_valid_until
+        return msgspec.convert(
+            {
+                **_keys(platform, tenant),
+                "previous_kid": rotation.previous_kid,
+                "previous_valid_until": None
+                if until is None
+                else datetime.fromtimestamp(until, UTC).isoformat(),
+                "keys_version": rotation.keys_version,
+            },
+            RotatedKeys,
         )
 
     @put(
@@ -101,6 +145,26 @@ class AdminController(Controller):
     ) -> TenantLimitsView:
         tenant = await platform.set_tenant_limits(ref, data.as_dict())
         return msgspec.convert(platform.limits_view(tenant), TenantLimitsView)
+
+    @post(
+        "/tenants/{ref:str}/revoke-keys",
+        status_code=HTTP_200_OK,
+        summary="Refuse keys and tokens signed by retired secrets, at once",
+        description=(
+            "Deletes the tenant's retired signing keys (or only `kid`); every replica refuses what "
+            "they signed within MEM_KEY_CHECK_SECONDS. The current key cannot be revoked: rotate first."
+        ),
+        responses=error_responses(400, 401, 404, 409, 500, 503),
+    )
+    async def revoke_keys(
+        self,
+        platform: Platform,
+        ref: str,
+        kid: str | None = Parameter(query="kid", default=None, min_length=1, max_length=64),
+    ) -> RevokedKeys:
+        await platform.get_tenant(ref)
+        revoked, version = await platform.revoke_keys(ref, kid)
+        return RevokedKeys(ref=ref, revoked=revoked, keys_version=version)
 
     @post(
         "/init/mem-schema",

@@ -12,6 +12,8 @@ class CreateTenantRequest(msgspec.Struct, omit_defaults=True, forbid_unknown_fie
     ref: str | None = None
     jwks_url: str | None = None
     jwks: dict[str, Any] | None = None
+    # When set, users' tokens must carry exactly this `iss`.
+    jwt_issuer: str | None = None
     # Browser origins (scheme://host[:port]) whose pages may call the API with this tenant's keys.
     cors_origins: list[str] | None = None
 

@@ -14,13 +14,16 @@ from app.core.limits import effective_limits
 from app.settings import Settings
 from app.tenancy import repo
 from app.tenancy.control import ControlPlane
+from app.tenancy.crypto import MasterKey, MasterKeyError, development_master_key, parse_previous_keys
 from app.tenancy.errors import PgvectorMissing, TenantNotFound
+from app.tenancy.keys import Rotation, SigningKeys, api_keys
 from app.tenancy.mem_schema import MemSchemas
 from app.tenancy.migrations import ControlMigrations, MemMigrations
 from app.tenancy.models import REF_PATTERN, SchemaInitResult, Tenant
 from app.tenancy.origins import normalize_origins
 from app.tenancy.provisioning import Provisioner, new_tenant
 from app.tenancy.registry import TenantRegistry
+from app.tenancy.vault import Vault
 
 log = structlog.get_logger(__name__)
 
@@ -31,8 +34,15 @@ class Platform:
     ) -> None:
         self.settings = settings
         self.control = ControlPlane(server_dsn, own_database=not settings.database_url)
-        self.registry = TenantRegistry(self.control)
-        self.provisioner = Provisioner(self.control)
+        self.vault = Vault(
+            master_key(settings),
+            audience=settings.jwt_audience,
+            max_token_lifetime=settings.max_token_lifetime_seconds,
+            previous=parse_previous_keys(settings.master_key_previous),
+        )
+        self.registry = TenantRegistry(self.control, self.vault, key_check_seconds=settings.key_check_seconds)
+        self.provisioner = Provisioner(self.control, self.vault)
+        self.signing_keys = SigningKeys(self.control, self.vault)
         self.mem_schemas = MemSchemas(
             settings.mem, self.control, self.registry, mem_migrations or MemMigrations()
         )
@@ -47,9 +57,15 @@ class Platform:
 
     async def start(self) -> None:
         await self.control.open(ControlMigrations())
-        if self.settings.mem.enabled and not await self.control.has_pgvector():
+        try:
+            await self.signing_keys.check_master_key()
+            await self.signing_keys.seal_plaintext_rows()
+            await self.signing_keys.reseal_with_current_key()
+            if self.settings.mem.enabled and not await self.control.has_pgvector():
+                raise PgvectorMissing()
+        except BaseException:
             await self.control.close()
-            raise PgvectorMissing()
+            raise
 
     async def stop(self) -> None:
         await self.control.close()
@@ -82,6 +98,7 @@ class Platform:
         jwks_url: str | None = None,
         jwks: dict[str, Any] | None = None,
         cors_origins: list[str] | None = None,
+        jwt_issuer: str | None = None,
     ) -> Tenant:
         new = new_tenant(
             name,
@@ -89,6 +106,7 @@ class Platform:
             jwt_secret=jwt_secret,
             jwks_url=jwks_url,
             jwks=jwks,
+            jwt_issuer=jwt_issuer,
             cors_origins=cors_origins,
             allow_insecure_jwks=self.settings.allow_insecure_jwks,
         )
@@ -140,6 +158,21 @@ class Platform:
             "effective": effective_limits(self.settings.limits, tenant.limits),
         }
 
+    def api_keys(self, tenant: Tenant) -> dict[str, str]:
+        """Fresh anon and service_role keys, signed with the tenant's current secret."""
+        return api_keys(tenant, lifetime_seconds=self.settings.api_key_lifetime_days * 86_400)
+
+    async def rotate_keys(self, ref: str, *, grace_seconds: int | None = None) -> tuple[Tenant, Rotation]:
+        grace = self.settings.key_rotation_grace_seconds if grace_seconds is None else grace_seconds
+        rotation = await self.signing_keys.rotate(ref, grace_seconds=grace)
+        self.registry.forget(ref)
+        return await self.registry.get(ref), rotation
+
+    async def revoke_keys(self, ref: str, kid: str | None = None) -> tuple[list[str], int]:
+        result = await self.signing_keys.revoke(ref, kid)
+        self.registry.forget(ref)
+        return result
+
     async def init_mem_schema(self, ref: str) -> SchemaInitResult:
         return await self.mem_schemas.init(ref)
 
@@ -148,3 +181,16 @@ class Platform:
 
     async def fingerprint(self, ref: str) -> list[tuple[str, str]]:
         return await self.mem_schemas.fingerprint(ref)
+
+
+def master_key(settings: Settings) -> MasterKey:
+    """MEM_MASTER_KEY (or _FILE); on the embedded development default, one kept in the data directory."""
+    if settings.master_key:
+        return MasterKey.from_base64(settings.master_key)
+    if settings.database_url:
+        raise MasterKeyError(
+            "MEM_MASTER_KEY (or MEM_MASTER_KEY_FILE) is required with DATABASE_URL: "
+            "it seals the tenants' secrets in the control plane.",
+            hint="Generate one with: openssl rand -base64 32",
+        )
+    return development_master_key(settings.data_dir)

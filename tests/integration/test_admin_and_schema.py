@@ -149,7 +149,7 @@ async def test_creating_a_tenant_with_a_bad_ref_or_name_is_a_bad_request(client,
     ],
 )
 async def test_admin_routes_refuse_anything_but_the_platform_admin_key(client, tenant, how, method, path):
-    service_key = tenant.tenant.service_role_key
+    service_key = tenant.service_role_key
     headers = {
         "no-key": {},
         "wrong-key": {"authorization": f"Bearer {ADMIN_KEY}x"},

@@ -19,6 +19,7 @@ import pytest
 import pytest_asyncio
 
 from app.db.dsn import with_database
+from tests.conftest import MASTER_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
 # Every `serve` on one server shares the demo tenant's database (mem_demo): under pytest-xdist
@@ -47,6 +48,7 @@ async def service_env(database_url: str) -> dict[str, str]:
         HOST="127.0.0.1",
         PORT=str(free_port()),
         MEM_ADMIN_KEY=ADMIN_KEY,
+        MEM_MASTER_KEY=MASTER_KEY,
         NUBASE_MEM_EMBEDDING_PROVIDER="local",
         LOG_FORMAT="json",
         PYTHONUNBUFFERED="1",

@@ -28,6 +28,7 @@ import pytest_asyncio
 
 from app.cli.main import build_parser
 from app.db.dsn import with_database
+from tests.conftest import MASTER_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
 # Every `serve` on one server shares the demo tenant's database (mem_demo): under pytest-xdist
@@ -133,6 +134,8 @@ def served(server_database_url: str, tmp_path_factory: pytest.TempPathFactory) -
         PORT=str(port),
         MEM_DATA_DIR=str(tmp / "data"),
         MEM_ADMIN_KEY="newcomer-admin-" + secrets.token_hex(16),
+        MEM_MASTER_KEY=MASTER_KEY,
+        MEM_CREATE_DEMO="1",
         NUBASE_MEM_EMBEDDING_PROVIDER="local",
     )
     stderr_path = tmp / "stderr.log"
@@ -229,6 +232,8 @@ def test_status_json_describes_the_running_server(served: Served) -> None:
     assert status["api_url"] == served.url
     assert status["admin_key"] == served.env["MEM_ADMIN_KEY"]
     assert status["service_role_key"] in served.stdout, "the same keys as the banner"
+    assert status["admin_key"] not in served.stdout, "with DATABASE_URL the banner hides the admin key"
+    assert status["jwt_secret"] not in served.stdout, "and the tenant's JWT secret"
     r = httpx.get(
         f"{served.url}/mem/v1/memories",
         params={"user_id": "newcomer"},

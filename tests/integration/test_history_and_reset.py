@@ -360,8 +360,8 @@ async def test_config_shows_the_fixed_settings_and_no_secrets(client, runtime, t
     text = json.dumps(body)
     for secret in (
         tenant.tenant.jwt_secret,
-        tenant.tenant.service_role_key,
-        tenant.tenant.anon_key,
+        tenant.service_role_key,
+        tenant.anon_key,
         tenant.tenant.app_role_password,
         ADMIN_KEY,
     ):

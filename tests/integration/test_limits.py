@@ -162,7 +162,7 @@ async def test_admin_limits_route_needs_the_admin_key_and_a_real_tenant(
     client: httpx.AsyncClient, runtime: Runtime, tenant: TenantKeys
 ) -> None:
     path = f"/auth/v1/admin/tenants/{tenant.ref}/limits"
-    for headers in ({}, tenant.service, {"authorization": f"Bearer {tenant.tenant.service_role_key}"}):
+    for headers in ({}, tenant.service, {"authorization": f"Bearer {tenant.service_role_key}"}):
         assert (await client.get(path, headers=headers)).status_code == 401
         refused = await client.put(path, json={"max_in_flight": 1}, headers=headers)
         assert refused.status_code == 401

@@ -3,6 +3,7 @@ stdio bridge (`python -m app mcp`) as a desktop client would start it."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
@@ -53,6 +54,8 @@ async def service_env(database_url: str, fake_provider: FakeProviderServer) -> d
         HOST="127.0.0.1",
         PORT=str(_free_port()),
         MEM_ADMIN_KEY="mcp-admin-" + secrets.token_hex(16),
+        # Seals the tenants' secrets in the control plane; required with DATABASE_URL.
+        MEM_MASTER_KEY=base64.b64encode(secrets.token_bytes(32)).decode(),
         NUBASE_MEM_EMBEDDING_PROVIDER="generic",
         NUBASE_MEM_EMBEDDING_MODEL="fake-embed",
         NUBASE_MEM_EMBEDDING_DIMENSIONS=str(DIMS),

@@ -3,6 +3,7 @@ mem0 user can set, and what an add without a chat model keeps."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import httpx
@@ -130,10 +131,10 @@ async def test_a_tenant_key_in_the_bearer_leaves_the_service_key_as_it_is(
     bobs = await add(client, tenant.service, "Bob brews kombucha", user_id="bob")
     t = tenant.tenant
     token = {
-        "apikey": t.service_role_key,
+        "apikey": tenant.service_role_key,
         # A freshly minted key of the same tenant: a tenant key, but not the apikey itself.
-        "service_role": mint_api_key(t.jwt_secret, t.ref, "service_role", issued_at=1_700_000_000),
-        "anon": t.anon_key,
+        "service_role": mint_api_key(t.jwt_secret, t.ref, "service_role", issued_at=int(time.time()) - 60),
+        "anon": tenant.anon_key,
     }[bearer]
     listed = await client.get(f"{MEM}/memories", params={"user_id": "bob"}, headers=service_as(tenant, token))
     assert listed.status_code == 200, listed.text

@@ -20,6 +20,7 @@ import pytest
 import pytest_asyncio
 
 from app.db.dsn import with_database
+from tests.conftest import MASTER_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
 # Every `serve` on one server shares the demo tenant's database (mem_demo): under pytest-xdist
@@ -47,6 +48,8 @@ async def service_env(database_url: str) -> dict[str, str]:
         HOST="127.0.0.1",
         PORT=str(_free_port()),
         MEM_ADMIN_KEY="e2e-admin-" + secrets.token_hex(16),
+        MEM_MASTER_KEY=MASTER_KEY,
+        MEM_CREATE_DEMO="1",
         NUBASE_MEM_EMBEDDING_PROVIDER="local",
         LOG_FORMAT="json",
         PYTHONUNBUFFERED="1",
@@ -105,7 +108,11 @@ def test_a_scripted_session_against_the_running_service(service, service_env, tm
     assert keys["api_url"] == url
     assert keys["admin_key"] == service_env["MEM_ADMIN_KEY"]
     banner = (tmp_path / "service.log").read_text()
-    assert keys["service_role_key"] in banner and keys["anon_key"] in banner, "make run prints the keys"
+    assert keys["service_role_key"] in banner and keys["anon_key"] in banner, (
+        "MEM_CREATE_DEMO=1 prints its keys"
+    )
+    # With DATABASE_URL stdout is the deployment's logs: never the platform admin key or a JWT secret.
+    assert keys["admin_key"] not in banner and keys["jwt_secret"] not in banner
 
     h = {"apikey": keys["service_role_key"]}
     with httpx.Client(base_url=url, headers=h, timeout=30) as c:

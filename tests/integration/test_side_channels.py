@@ -214,7 +214,7 @@ async def test_the_cors_route_refuses_non_admins_unknown_tenants_and_bad_input(
 ) -> None:
     url = f"/auth/v1/admin/tenants/{tenant.ref}/cors"
     await client.put(url, json={"origins": [ALLOWED]}, headers=ADMIN)
-    bearer_service = {"authorization": f"Bearer {tenant.tenant.service_role_key}"}
+    bearer_service = {"authorization": f"Bearer {tenant.service_role_key}"}
     for headers in ({}, tenant.service, tenant.user("alice"), bearer_service):
         refused = await client.put(url, json={"origins": [EVIL]}, headers=headers)
         assert refused.status_code == 401

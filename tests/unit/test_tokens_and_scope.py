@@ -14,9 +14,11 @@ from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from app.auth.scope import MAX_ID_LENGTH, MemoryAuthScope, Owner
 from app.auth.tokens import (
+    API_KEY_LIFETIME,
     LEEWAY_SECONDS,
-    TEN_YEARS,
     USER_ROLE,
+    KeyRing,
+    SigningKey,
     mint_api_key,
     mint_user_token,
     unverified_ref,
@@ -28,6 +30,7 @@ from app.errors import AppError, BadRequest, Forbidden, Unauthorized
 SECRET = "s" * 64
 OTHER_SECRET = "o" * 64
 REF = "tenantone"
+RING = KeyRing.single(SECRET)
 
 
 def b64url(obj: dict[str, Any]) -> str:
@@ -59,10 +62,10 @@ def refusal(kind: type[AppError], call: Any, *args: Any, **kwargs: Any) -> AppEr
 @pytest.mark.parametrize("role", ["anon", "service_role"])
 def test_api_key_round_trips_to_its_role(role):
     key = mint_api_key(SECRET, REF, role)
-    assert verify_api_key(key, SECRET, REF) == role
+    assert verify_api_key(key, RING, REF) == role
     assert unverified_ref(key) == REF
     payload = jwt.decode(key, SECRET, algorithms=["HS256"])
-    assert payload["exp"] - payload["iat"] == TEN_YEARS
+    assert payload["exp"] - payload["iat"] == API_KEY_LIFETIME
 
 
 def test_minting_an_api_key_for_an_unknown_role_is_refused():
@@ -78,7 +81,7 @@ def test_minting_an_api_key_for_an_unknown_role_is_refused():
             lambda: mint_api_key(SECRET, "tenanttwo", "service_role"), "invalid_api_key", id="other-ref"
         ),
         pytest.param(
-            lambda: mint_api_key(SECRET, REF, "anon", issued_at=int(time.time()) - TEN_YEARS - 3600),
+            lambda: mint_api_key(SECRET, REF, "anon", issued_at=int(time.time()) - API_KEY_LIFETIME - 3600),
             "api_key_expired",
             id="expired",
         ),
@@ -105,13 +108,13 @@ def test_minting_an_api_key_for_an_unknown_role_is_refused():
     ],
 )
 def test_api_key_refusals(key, code):
-    error = refusal(Unauthorized, verify_api_key, key(), SECRET, REF)
+    error = refusal(Unauthorized, verify_api_key, key(), RING, REF)
     assert (error.status_code, error.code) == (401, code)
 
 
 def test_api_key_expired_within_the_leeway_is_still_accepted():
-    issued = int(time.time()) - TEN_YEARS - LEEWAY_SECONDS // 2
-    assert verify_api_key(mint_api_key(SECRET, REF, "anon", issued_at=issued), SECRET, REF) == "anon"
+    issued = int(time.time()) - API_KEY_LIFETIME - LEEWAY_SECONDS // 2
+    assert verify_api_key(mint_api_key(SECRET, REF, "anon", issued_at=issued), RING, REF) == "anon"
 
 
 @pytest.mark.parametrize(
@@ -134,17 +137,14 @@ def test_unverified_ref_reads_the_claim_without_trusting_it(key, expected):
 
 def test_user_token_round_trips_to_its_claims():
     token = mint_user_token(SECRET, "bob", ref=REF, email="bob@example.com")
-    user = verify_user_token(token, secret=SECRET, jwks=None)
+    user = verify_user_token(token, keys=RING, jwks=None)
     assert (user.sub, user.role, user.email) == ("bob", USER_ROLE, "bob@example.com")
     assert user.session_id and user.claims["iss"] == f"memory/{REF}/auth/v1"
 
 
-@pytest.mark.parametrize(
-    "aud", [pytest.param(None, id="no-aud"), pytest.param(["x", "authenticated"], id="aud-list")]
-)
-def test_user_token_without_or_with_a_list_audience_is_accepted(aud):
-    token = jwt.encode(claims(aud=aud), SECRET, "HS256")
-    assert verify_user_token(token, secret=SECRET, jwks=None).sub == "bob"
+def test_user_token_with_a_list_audience_naming_ours_is_accepted():
+    token = jwt.encode(claims(aud=["x", "authenticated"]), SECRET, "HS256")
+    assert verify_user_token(token, keys=RING, jwks=None).sub == "bob"
 
 
 def _hs(**overrides: Any) -> str:
@@ -167,6 +167,15 @@ def _hs(**overrides: Any) -> str:
         pytest.param(lambda: _hs(sub=None), "invalid_token", id="no-sub"),
         pytest.param(lambda: _hs(sub=""), "invalid_token", id="empty-sub"),
         pytest.param(lambda: _hs(exp=None), "invalid_token", id="no-exp"),
+        pytest.param(lambda: _hs(aud=None), "invalid_token", id="no-aud"),
+        pytest.param(lambda: _hs(iat=None), "invalid_token", id="no-iat"),
+        pytest.param(lambda: _hs(exp=str(int(time.time()) + 600)), "invalid_token", id="exp-a-string"),
+        pytest.param(lambda: _hs(exp=32503680000), "token_lifetime_too_long", id="exp-in-year-3000"),
+        pytest.param(
+            lambda: _hs(iat=int(time.time()) - 86_000, exp=int(time.time()) + 3600),
+            "token_lifetime_too_long",
+            id="lifetime-over-a-day",
+        ),
         pytest.param(
             lambda: jwt.encode(claims(), SECRET, "HS384"), "invalid_token", id="unsupported-alg-hs384"
         ),
@@ -179,7 +188,7 @@ def _hs(**overrides: Any) -> str:
     ],
 )
 def test_user_token_refusals(token, code):
-    error = refusal(Unauthorized, verify_user_token, token(), secret=SECRET, jwks=None)
+    error = refusal(Unauthorized, verify_user_token, token(), keys=RING, jwks=None)
     assert (error.status_code, error.code) == (401, code)
 
 
@@ -192,7 +201,7 @@ def test_user_token_refusals(token, code):
     ],
 )
 def test_tenant_api_key_as_a_user_token_is_not_a_user(token):
-    error = refusal(Forbidden, verify_user_token, token(), secret=SECRET, jwks=None)
+    error = refusal(Forbidden, verify_user_token, token(), keys=RING, jwks=None)
     assert (error.status_code, error.code) == (403, "not_a_user_token")
 
 
@@ -209,16 +218,74 @@ def test_user_token_verifies_against_the_jwks_key_its_kid_and_alg_name():
     )
     good_ec = jwt.encode(claims(sub="carol"), ec_key, "ES256", headers={"kid": "e"})
     good_rsa = jwt.encode(claims(sub="dave"), rsa_key, "RS256", headers={"kid": "r"})
-    assert verify_user_token(good_ec, secret=SECRET, jwks=jwks).sub == "carol"
-    assert verify_user_token(good_rsa, secret=SECRET, jwks=jwks).sub == "dave"
+    assert verify_user_token(good_ec, keys=RING, jwks=jwks).sub == "carol"
+    assert verify_user_token(good_rsa, keys=RING, jwks=jwks).sub == "dave"
     for bad in (
         jwt.encode(claims(), ec_key, "ES256", headers={"kid": "r"}),
         jwt.encode(claims(), rsa_key, "RS256", headers={"kid": "e"}),
         jwt.encode(claims(), ec_key, "ES256", headers={"kid": "unknown"}),
         jwt.encode(claims(), rsa_key, "RS256"),
     ):
-        error = refusal(Unauthorized, verify_user_token, bad, secret=SECRET, jwks=jwks)
+        error = refusal(Unauthorized, verify_user_token, bad, keys=RING, jwks=jwks)
         assert error.code == "invalid_token"
+
+
+# --- key rings: rotation, grace, issuer ----------------------------------------------------------------------
+
+
+def test_a_key_is_verified_by_the_ring_key_its_kid_names_and_a_kid_less_one_by_any_live_key():
+    now = time.time()
+    ring = KeyRing(keys=(SigningKey("new", SECRET), SigningKey("old", OTHER_SECRET, valid_until=now + 60)))
+    assert verify_api_key(mint_api_key(OTHER_SECRET, REF, "anon", kid="old"), ring, REF) == "anon"
+    assert verify_api_key(mint_api_key(SECRET, REF, "anon", kid="new"), ring, REF) == "anon"
+    assert verify_api_key(mint_api_key(OTHER_SECRET, REF, "anon"), ring, REF) == "anon"
+    # A kid naming the other key, or no key at all, does not verify.
+    for key in (
+        mint_api_key(OTHER_SECRET, REF, "anon", kid="new"),
+        mint_api_key(SECRET, REF, "anon", kid="gone"),
+    ):
+        assert refusal(Unauthorized, verify_api_key, key, ring, REF).code == "invalid_api_key"
+
+
+def test_a_retired_key_past_its_grace_verifies_nothing():
+    ring = KeyRing(
+        keys=(SigningKey("new", SECRET), SigningKey("old", OTHER_SECRET, valid_until=time.time() - 1))
+    )
+    for key in (mint_api_key(OTHER_SECRET, REF, "anon", kid="old"), mint_api_key(OTHER_SECRET, REF, "anon")):
+        assert refusal(Unauthorized, verify_api_key, key, ring, REF).code == "invalid_api_key"
+    token = mint_user_token(OTHER_SECRET, "bob", kid="old")
+    assert refusal(Unauthorized, verify_user_token, token, keys=ring, jwks=None).code == "invalid_token"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        pytest.param({"ref": REF, "role": "anon"}, id="no-exp"),
+        pytest.param({"ref": REF, "role": "anon", "exp": str(int(time.time()) + 600)}, id="exp-a-string"),
+    ],
+)
+def test_an_api_key_needs_a_numeric_exp(payload):
+    key = jwt.encode(payload, SECRET, "HS256")
+    assert refusal(Unauthorized, verify_api_key, key, RING, REF).code == "invalid_api_key"
+
+
+def test_a_configured_issuer_is_required_and_must_match():
+    ring = KeyRing.single(SECRET, issuer="https://auth.example.com")
+    good = mint_user_token(SECRET, "bob", issuer="https://auth.example.com")
+    assert verify_user_token(good, keys=ring, jwks=None).sub == "bob"
+    for bad in (mint_user_token(SECRET, "bob", issuer="https://evil.example.com"), _hs(iss=None)):
+        assert refusal(Unauthorized, verify_user_token, bad, keys=ring, jwks=None).code == "invalid_token"
+
+
+def test_the_audience_and_maximum_lifetime_come_from_the_ring():
+    ring = KeyRing.single(SECRET, audience="my-app", max_token_lifetime=600)
+    assert verify_user_token(_hs(aud="my-app"), keys=ring, jwks=None).sub == "bob"
+    assert refusal(Unauthorized, verify_user_token, _hs(), keys=ring, jwks=None).code == "invalid_token"
+    too_long = _hs(aud="my-app", exp=int(time.time()) + 3600)
+    assert (
+        refusal(Unauthorized, verify_user_token, too_long, keys=ring, jwks=None).code
+        == "token_lifetime_too_long"
+    )
 
 
 # --- MemoryAuthScope ----------------------------------------------------------------------------------------
