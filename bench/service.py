@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import secrets
 import signal
@@ -203,6 +204,8 @@ async def start_managed(
             HOST="127.0.0.1",
             PORT=str(port),
             MEM_ADMIN_KEY=service.admin_key,
+            # Required with DATABASE_URL: seals the bench tenants' secrets (a fresh control plane each run).
+            MEM_MASTER_KEY=base64.b64encode(secrets.token_bytes(32)).decode(),
             # Off by default (it shows query-embedding cache hits); the bench reads it.
             MEM_SERVER_TIMING="true",
         )
