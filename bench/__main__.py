@@ -1,4 +1,4 @@
-"""`python -m bench [--only locomo|latency|pipeline|noisy] [--sizes 10000,100000] ...` (see --help)."""
+"""`python -m bench [--only locomo|latency|pipeline|noisy|mcp] [--sizes 10000,100000] ...` (see --help)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from bench import corpus, latency, locomo, noisy, pipeline, report
+from bench import corpus, latency, locomo, mcp_overhead, noisy, pipeline, report
 from bench.progress import log
 from bench.service import ROOT, Service, attach_external, start_managed
 
@@ -27,8 +27,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument(
         "--only",
-        choices=["locomo", "latency", "pipeline", "noisy"],
-        help="run one part only (default: all four)",
+        choices=["locomo", "latency", "pipeline", "noisy", "mcp"],
+        help="run one part only (default: all five)",
     )
     p.add_argument("--noisy-flood", type=int, default=None, help="noisy neighbour: A's requests (3000)")
     p.add_argument("--pipeline-adds", type=int, default=None, help="infer=true adds at concurrency 1 (100)")
@@ -122,7 +122,15 @@ async def run(args: argparse.Namespace, results: dict[str, Any]) -> None:
             flood_requests=args.noisy_flood,
             time_cap=args.time_cap,
         )
-    if args.only in ("pipeline", "noisy"):
+    if args.only in (None, "mcp") and not args.url:
+        # Its own service: search_memories through /mcp against POST /mem/v1/search (issue 12).
+        results["mcp"] = await mcp_overhead.run_managed(
+            ROOT / "bench" / ".data",
+            args.out / "service-mcp.log",
+            memories=100,
+            queries=100 if args.quick else 300,
+        )
+    if args.only in ("pipeline", "noisy", "mcp"):
         return
     prepared: dict[str, Any] = {}
     if do_latency:

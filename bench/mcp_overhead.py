@@ -1,9 +1,10 @@
 """What MCP costs over plain HTTP: `search_memories` through /mcp vs POST /mem/v1/search.
 
+    python -m bench --only mcp          # part of make bench: its own service, one tenant
     python -m bench.mcp_overhead --url http://127.0.0.1:8000 --key <service_role key> \
         [--memories 200] [--queries 200]
 
-Against a running service: seeds one user's verbatim memories through /mem/v1, then runs the same
+Seeds one user's verbatim memories through /mem/v1, then runs the same
 queries, one at a time, through both doors (one MCP client session, one HTTP client), alternating
 so that both see the same caches, and prints client-side p50/p95/mean per door and the difference.
 """
@@ -16,10 +17,15 @@ import json
 import secrets
 import statistics
 import time
+from pathlib import Path
+from typing import Any
 
 import httpx
 from mcp import ClientSession
 from mcp.client.streamable_http import streamablehttp_client
+
+from bench.progress import log, percentiles
+from bench.service import start_managed
 
 TOPICS = ["tea", "cycling", "jazz", "peanuts", "Rust", "Lisbon", "chess", "sourdough", "cellos", "hiking"]
 
@@ -30,7 +36,8 @@ def _summary(name: str, ms: list[float]) -> str:
     return f"{name:>6}: p50 {p50:7.2f} ms  p95 {q[18]:7.2f} ms  mean {mean:7.2f} ms"
 
 
-async def run(url: str, key: str, memories: int, queries: int) -> None:
+async def measure(url: str, key: str, memories: int, queries: int) -> dict[str, Any]:
+    """Client-side milliseconds per search through each door, and the p50 difference."""
     headers = {"apikey": key}
     user = f"bench-mcp-{secrets.token_hex(3)}"
     async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60) as http:
@@ -62,11 +69,45 @@ async def run(url: str, key: str, memories: int, queries: int) -> None:
                 assert not result.isError, result.content
                 assert len(json.loads(result.content[0].text)["results"]) == len(r.json()["results"])  # type: ignore[union-attr]
             await session.call_tool("delete_all_memories", {"user_id": user})
-    print(f"{queries} searches over {memories} memories, sequential, client-side wall time")
-    print(_summary("http", http_ms))
-    print(_summary("mcp", mcp_ms))
-    overhead = statistics.median(mcp_ms) - statistics.median(http_ms)
-    print(f"MCP overhead at p50: {overhead:+.2f} ms ({overhead / statistics.median(http_ms):+.0%})")
+    return {
+        "memories": memories,
+        "queries": queries,
+        "http_ms": percentiles(http_ms),
+        "mcp_ms": percentiles(mcp_ms),
+        "overhead_p50_ms": round(statistics.median(mcp_ms) - statistics.median(http_ms), 3),
+        "_raw": (http_ms, mcp_ms),
+    }
+
+
+def summary(result: dict[str, Any]) -> str:
+    http_ms, mcp_ms = result["_raw"]
+    overhead = result["overhead_p50_ms"]
+    return "\n".join(
+        [
+            f"MCP vs HTTP: {result['queries']} searches over {result['memories']} memories, sequential",
+            _summary("http", http_ms),
+            _summary("mcp", mcp_ms),
+            f"MCP overhead at p50: {overhead:+.2f} ms ({overhead / statistics.median(http_ms):+.0%})",
+        ]
+    )
+
+
+async def run_managed(data_dir: Path, log_path: Path, *, memories: int, queries: int) -> dict[str, Any]:
+    """The same measure on a service of its own (what `make bench` runs)."""
+    service = await start_managed(data_dir, log_path)
+    try:
+        tenant = await service.create_tenant("bench-mcp")
+        log(f"mcp: {queries} searches through /mem/v1/search and through MCP search_memories")
+        result = await measure(service.url, tenant.headers["apikey"], memories, queries)
+    finally:
+        await service.stop()
+    print(summary(result))
+    result.pop("_raw")
+    return result
+
+
+async def run(url: str, key: str, memories: int, queries: int) -> None:
+    print(summary(await measure(url, key, memories, queries)))
 
 
 def main() -> None:
