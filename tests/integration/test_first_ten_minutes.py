@@ -136,6 +136,9 @@ def served(server_database_url: str, tmp_path_factory: pytest.TempPathFactory) -
         MEM_ADMIN_KEY="newcomer-admin-" + secrets.token_hex(16),
         MEM_MASTER_KEY=MASTER_KEY,
         MEM_CREATE_DEMO="1",
+        # As on `make run`'s embedded server, where /docs needs no key (a DATABASE_URL alone would
+        # put it behind the admin key).
+        MEM_PUBLIC_DOCS="true",
         NUBASE_MEM_EMBEDDING_PROVIDER="local",
     )
     stderr_path = tmp / "stderr.log"

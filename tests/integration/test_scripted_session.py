@@ -166,8 +166,8 @@ def test_a_scripted_session_against_the_running_service(service, service_env, tm
         admin = {"Authorization": f"Bearer {service_env['MEM_ADMIN_KEY']}"}
         metrics = httpx.get(f"{url}/metrics", headers=admin).text
         assert 'memory_pipeline_events_total{event="ADD"} 2.0' in metrics
-        # /docs is public by default (MEM_PUBLIC_DOCS); the admin key works there too.
-        assert httpx.get(f"{url}/docs/openapi.json").json()["info"]["title"] == "Memory"
+        # With DATABASE_URL (a deployment) /docs is behind the admin key unless MEM_PUBLIC_DOCS=true.
+        assert httpx.get(f"{url}/docs/openapi.json").status_code == 401
         assert httpx.get(f"{url}/docs/openapi.json", headers=admin).json()["info"]["title"] == "Memory"
 
     proc.send_signal(signal.SIGINT)

@@ -110,8 +110,11 @@ def test_the_server_timing_setting_reads_mem_server_timing() -> None:
 
     assert load_settings({}).mem.server_timing is False
     assert load_settings({"MEM_SERVER_TIMING": "true"}).mem.server_timing is True
-    assert load_settings({"MEM_PUBLIC_DOCS": "false"}).public_docs is False
-    assert load_settings({}).public_docs is True
+    assert load_settings({"MEM_PUBLIC_DOCS": "false"}).docs_are_public is False
+    # Public on the embedded development server, behind the admin key in a deployment.
+    assert load_settings({}).docs_are_public is True
+    assert load_settings({"DATABASE_URL": "postgresql://db/x"}).docs_are_public is False
+    assert load_settings({"DATABASE_URL": "postgresql://db/x", "MEM_PUBLIC_DOCS": "true"}).docs_are_public
 
 
 # --- /metrics and /docs -----------------------------------------------------------------------
@@ -142,13 +145,13 @@ async def test_metrics_need_the_admin_or_metrics_key(
     assert (await scraped.get("/metrics")).status_code == 401
 
 
-async def test_docs_are_public_by_default_and_admin_only_when_not(
-    client: httpx.AsyncClient, variant: Any
-) -> None:
-    assert (await client.get("/docs/openapi.json")).json()["info"]["title"] == "Memory"
-    assert (await client.get("/docs")).status_code == 200
+async def test_docs_are_public_when_asked_and_admin_only_when_not(variant: Any) -> None:
+    public = await variant(public_docs=True)
+    assert (await public.get("/docs/openapi.json")).json()["info"]["title"] == "Memory"
+    assert (await public.get("/docs")).status_code == 200
 
-    private = await variant(public_docs=False)
+    # The test settings name a DATABASE_URL: a deployment, where /docs is the admin's by default.
+    private = await variant(public_docs=None)
     for path in ("/docs", "/docs/openapi.json", "/docs/swagger"):
         refused = await private.get(path)
         assert refused.status_code == 401, path

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from app.auth.jwks import JwksKeys
+from app.auth.jwks import JWKS_FIRST_BACKOFF_SECONDS, JwksKeys
 from app.errors import Unauthorized
 from app.tenancy.repo import quote_ident
 
@@ -83,6 +85,29 @@ async def test_an_unreachable_jwks_url_is_unauthorized_jwks_unavailable():
         await keys.for_tenant("alpha", jwks=None, jwks_url="http://127.0.0.1:9/jwks.json")
 
     assert refused.value.code == "jwks_unavailable"
+
+
+async def test_a_failing_jwks_url_is_not_fetched_again_until_its_back_off_ends(monkeypatch):
+    fetched: list[str] = []
+
+    def fail(self: Any, *args: Any, **kwargs: Any) -> None:
+        fetched.append(self.uri)
+        raise jwt.PyJWKClientError("down")
+
+    monkeypatch.setattr("jwt.PyJWKClient.get_jwk_set", fail)
+    keys = JwksKeys(allow_insecure=True)
+    url = "http://127.0.0.1:9/jwks.json"
+    for _ in range(5):
+        with pytest.raises(Unauthorized) as refused:
+            await keys.for_tenant("alpha", jwks=None, jwks_url=url)
+        assert refused.value.code == "jwks_unavailable"
+    assert fetched == [url]  # four refusals cost no fetch
+
+    clock = time.monotonic() + JWKS_FIRST_BACKOFF_SECONDS + 1
+    monkeypatch.setattr("app.auth.jwks.time.monotonic", lambda: clock)
+    with pytest.raises(Unauthorized):
+        await keys.for_tenant("alpha", jwks=None, jwks_url=url)
+    assert fetched == [url, url]  # the window ended: one more try, which doubles the next window
 
 
 @pytest.mark.parametrize(
