@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import os
 import secrets
-import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +18,7 @@ import pytest_asyncio
 
 from app.db.dsn import with_database
 from tests.conftest import MASTER_KEY
+from testsupport.serve import running_service
 
 ROOT = Path(__file__).resolve().parents[2]
 # Every `serve` on one server shares the demo tenant's database (mem_demo): under pytest-xdist
@@ -58,37 +57,8 @@ async def service_env(database_url: str) -> dict[str, str]:
 
 @pytest.fixture
 def service_url(service_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
-    url = f"http://127.0.0.1:{service_env['PORT']}"
-    log_path = tmp_path / "service.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "app", "serve"],
-            cwd=ROOT,
-            env=service_env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
-                if proc.poll() is not None:
-                    pytest.fail(f"the service exited early:\n{log_path.read_text()[-3000:]}")
-                try:
-                    if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.3)
-            else:
-                pytest.fail("the service did not become ready in 120 s")
-            yield url
-        finally:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    with running_service(service_env, tmp_path / "service.log") as (url, _):
+        yield url
 
 
 def turns_of(output: str) -> list[str]:

@@ -7,11 +7,9 @@ import base64
 import json
 import os
 import secrets
-import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +27,7 @@ from app.auth.tokens import mint_user_token
 from app.db.dsn import with_database
 from tests.conftest import DIMS
 from testsupport.provider_server import FakeProviderServer
+from testsupport.serve import running_service
 
 ROOT = Path(__file__).resolve().parents[2]
 INHERITED_PREFIXES = ("NUBASE_", "MEM_", "LOG_", "OPENAI_", "ANTHROPIC_", "MEMORY_")
@@ -69,37 +68,8 @@ async def service_env(database_url: str, fake_provider: FakeProviderServer) -> d
 
 @pytest.fixture
 def service(service_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
-    url = f"http://127.0.0.1:{service_env['PORT']}"
-    log = (tmp_path / "service.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "app", "serve"],
-        cwd=ROOT,
-        env=service_env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                pytest.fail(f"the service exited early:\n{(tmp_path / 'service.log').read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.3)
-        else:
-            pytest.fail("the service did not become ready in 120 s")
+    with running_service(service_env, tmp_path / "service.log") as (url, _):
         yield url
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 def _own_tenant(url: str, admin_key: str) -> dict[str, Any]:

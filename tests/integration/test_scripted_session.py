@@ -10,7 +10,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import pytest_asyncio
 
 from app.db.dsn import with_database
 from tests.conftest import MASTER_KEY
+from testsupport.serve import running_service
 
 ROOT = Path(__file__).resolve().parents[2]
 # Every `serve` on one server shares the demo tenant's database (mem_demo): under pytest-xdist
@@ -59,37 +59,8 @@ async def service_env(database_url: str) -> dict[str, str]:
 
 @pytest.fixture
 def service(service_env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    url = f"http://127.0.0.1:{service_env['PORT']}"
-    log = (tmp_path / "service.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "app", "serve"],
-        cwd=ROOT,
-        env=service_env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                pytest.fail(f"the service exited early:\n{(tmp_path / 'service.log').read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.3)
-        else:
-            pytest.fail("the service did not become ready in 120 s")
-        yield url, proc
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+    with running_service(service_env, tmp_path / "service.log") as running:
+        yield running
 
 
 def test_a_scripted_session_against_the_running_service(service, service_env, tmp_path):
