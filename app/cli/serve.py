@@ -89,14 +89,7 @@ def wants_demo(settings: Settings) -> bool:
 async def demo_keys(runtime: Runtime) -> dict[str, str]:
     platform = runtime.platform
     tenant = await platform.find_tenant(DEMO_REF) or await platform.create_tenant("Demo", ref=DEMO_REF)
-    minted = platform.api_keys(tenant)
-    return {
-        "ref": tenant.ref,
-        "anon_key": minted["anon"],
-        "service_role_key": minted["service_role"],
-        "jwt_secret": tenant.jwt_secret,
-        "kid": tenant.kid,
-    }
+    return platform.key_set(tenant)
 
 
 async def banner_text(settings: Settings, runtime: Runtime) -> str:

@@ -12,7 +12,6 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 from app.http.bodies import StrictBody
 from app.http.errors import error_responses
 from app.http.openapi import ADMIN_SECURITY
-from app.tenancy.models import Tenant
 from app.tenancy.responses import (
     CreatedTenant,
     RevokedKeys,
@@ -27,17 +26,6 @@ from app.tenancy.schemas import CreateTenantRequest, SetCorsOrigins, TenantLimit
 from app.tenancy.service import Platform
 
 MAX_GRACE_SECONDS = 30 * 86_400
-
-
-def _keys(platform: Platform, tenant: Tenant) -> dict[str, str]:
-    minted = platform.api_keys(tenant)
-    return {
-        "ref": tenant.ref,
-        "anon_key": minted["anon"],
-        "service_role_key": minted["service_role"],
-        "jwt_secret": tenant.jwt_secret,
-        "kid": tenant.kid,
-    }
 
 
 class AdminController(Controller):
@@ -63,7 +51,7 @@ class AdminController(Controller):
             jwt_issuer=data.jwt_issuer,
             cors_origins=data.cors_origins,
         )
-        return msgspec.convert({**tenant.public_view(), **_keys(platform, tenant)}, CreatedTenant)
+        return msgspec.convert({**tenant.public_view(), **platform.key_set(tenant)}, CreatedTenant)
 
     @get("/tenants", summary="List tenants", responses=error_responses(401, 500, 503))
     async def list_tenants(self, platform: Platform) -> TenantList:
@@ -77,7 +65,7 @@ class AdminController(Controller):
     )
     async def tenant_keys(self, platform: Platform, ref: str) -> TenantKeys:
         tenant = await platform.get_tenant(ref)
-        return msgspec.convert(_keys(platform, tenant), TenantKeys)
+        return msgspec.convert(platform.key_set(tenant), TenantKeys)
 
     @post(
         "/tenants/{ref:str}/rotate-keys",
@@ -103,7 +91,7 @@ class AdminController(Controller):
         until = rotation.previous_valid_until
         return msgspec.convert(
             {
-                **_keys(platform, tenant),
+                **platform.key_set(tenant),
                 "previous_kid": rotation.previous_kid,
                 "previous_valid_until": None
                 if until is None

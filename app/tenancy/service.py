@@ -162,6 +162,17 @@ class Platform:
         """Fresh anon and service_role keys, signed with the tenant's current secret."""
         return api_keys(tenant, lifetime_seconds=self.settings.api_key_lifetime_days * 86_400)
 
+    def key_set(self, tenant: Tenant) -> dict[str, str]:
+        """What the admin API and the banner show of a tenant's keys: fresh keys, secret and kid."""
+        minted = self.api_keys(tenant)
+        return {
+            "ref": tenant.ref,
+            "anon_key": minted["anon"],
+            "service_role_key": minted["service_role"],
+            "jwt_secret": tenant.jwt_secret,
+            "kid": tenant.kid,
+        }
+
     async def rotate_keys(self, ref: str, *, grace_seconds: int | None = None) -> tuple[Tenant, Rotation]:
         grace = self.settings.key_rotation_grace_seconds if grace_seconds is None else grace_seconds
         rotation = await self.signing_keys.rotate(ref, grace_seconds=grace)
