@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -10,11 +12,32 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
 
+from app.db.dsn import with_database
+
 ROOT = Path(__file__).resolve().parents[1]
 READY_SECONDS = 120
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def new_database(database_url: str, prefix: str) -> str:
+    """A fresh database on the test server (a served process's own control plane): its DSN."""
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return with_database(database_url, name)
 
 
 @contextmanager

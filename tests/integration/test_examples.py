@@ -5,20 +5,17 @@ from __future__ import annotations
 
 import os
 import secrets
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import asyncpg
 import httpx
 import pytest
 import pytest_asyncio
 
-from app.db.dsn import with_database
 from tests.conftest import MASTER_KEY
-from testsupport.serve import running_service
+from testsupport.serve import free_port, new_database, running_service
 
 ROOT = Path(__file__).resolve().parents[2]
 # Every `serve` on one server shares the demo tenant's database (mem_demo): under pytest-xdist
@@ -27,23 +24,12 @@ pytestmark = pytest.mark.xdist_group("serve")
 ADMIN_KEY = "examples-admin-" + secrets.token_hex(16)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest_asyncio.fixture(loop_scope="session")
 async def service_env(database_url: str) -> dict[str, str]:
-    name = f"memory_examples_{secrets.token_hex(4)}"
-    conn = await asyncpg.connect(database_url)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
+    control_dsn = await new_database(database_url, "memory_examples")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NUBASE_", "MEM_", "OPENAI_"))}
     env.update(
-        DATABASE_URL=with_database(database_url, name),
+        DATABASE_URL=control_dsn,
         HOST="127.0.0.1",
         PORT=str(free_port()),
         MEM_ADMIN_KEY=ADMIN_KEY,

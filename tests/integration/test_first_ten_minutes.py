@@ -12,7 +12,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -29,6 +28,7 @@ import pytest_asyncio
 from app.cli.main import build_parser
 from app.db.dsn import with_database
 from tests.conftest import MASTER_KEY
+from testsupport.serve import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 # Every `serve` on one server shares the demo tenant's database (mem_demo): under pytest-xdist
@@ -39,12 +39,6 @@ START_SECONDS = 120
 # Variables of the developer's shell that would change what the child does.
 INHERITED_PREFIXES = ("NUBASE_", "MEM_", "LOG_", "OPENAI_", "ANTHROPIC_")
 INHERITED_NAMES = ("DATABASE_URL", "PORT", "HOST", "PUBLIC_URL")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _clean_env(**overrides: str) -> dict[str, str]:
@@ -127,7 +121,7 @@ async def server_database_url(database_url: str) -> AsyncIterator[str]:
 
 @pytest.fixture(scope="module")
 def served(server_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    port = _free_port()
+    port = free_port()
     tmp = tmp_path_factory.mktemp("newcomer")
     env = _clean_env(
         DATABASE_URL=server_database_url,
@@ -210,7 +204,7 @@ def test_a_second_server_on_the_same_port_fails_in_one_line_naming_the_port(serv
 
 def test_the_openai_chat_provider_without_a_key_fails_in_one_line_naming_the_variable(tmp_path: Path) -> None:
     env = _clean_env(
-        PORT=str(_free_port()),
+        PORT=str(free_port()),
         MEM_DATA_DIR=str(tmp_path / "data"),
         NUBASE_MEM_CHAT_PROVIDER="openai",
     )
@@ -220,7 +214,7 @@ def test_the_openai_chat_provider_without_a_key_fails_in_one_line_naming_the_var
 
 
 def test_status_without_a_server_says_so_and_creates_no_data_directory(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     env = _clean_env(PORT=str(port), MEM_DATA_DIR=str(tmp_path / "data"))
     for args in (["status"], ["status", "--json"], ["tenant", "list"]):
         result = _cli(env, *args)
@@ -252,7 +246,7 @@ def test_status_json_describes_the_running_server(served: Served) -> None:
 
 
 def test_status_finds_the_server_by_url_and_the_admin_key_by_option(served: Served, tmp_path: Path) -> None:
-    elsewhere = _clean_env(PORT=str(_free_port()), MEM_DATA_DIR=str(tmp_path / "data"))
+    elsewhere = _clean_env(PORT=str(free_port()), MEM_DATA_DIR=str(tmp_path / "data"))
     args = ("--url", served.url, "--admin-key", served.env["MEM_ADMIN_KEY"])
     result = _cli(elsewhere, "status", "--json", *args)
     assert result.returncode == 0, result.stderr

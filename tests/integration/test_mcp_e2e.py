@@ -7,7 +7,6 @@ import base64
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import asyncpg
 import httpx
 import pytest
 import pytest_asyncio
@@ -24,34 +22,22 @@ from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamablehttp_client
 
 from app.auth.tokens import mint_user_token
-from app.db.dsn import with_database
 from tests.conftest import DIMS
 from testsupport.provider_server import FakeProviderServer
-from testsupport.serve import running_service
+from testsupport.serve import free_port, new_database, running_service
 
 ROOT = Path(__file__).resolve().parents[2]
 INHERITED_PREFIXES = ("NUBASE_", "MEM_", "LOG_", "OPENAI_", "ANTHROPIC_", "MEMORY_")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest_asyncio.fixture(loop_scope="session")
 async def service_env(database_url: str, fake_provider: FakeProviderServer) -> dict[str, str]:
-    name = f"memory_mcp_{secrets.token_hex(4)}"
-    conn = await asyncpg.connect(database_url)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
+    control_dsn = await new_database(database_url, "memory_mcp")
     env = {k: v for k, v in os.environ.items() if not k.startswith(INHERITED_PREFIXES)}
     env.update(
-        DATABASE_URL=with_database(database_url, name),
+        DATABASE_URL=control_dsn,
         HOST="127.0.0.1",
-        PORT=str(_free_port()),
+        PORT=str(free_port()),
         MEM_ADMIN_KEY="mcp-admin-" + secrets.token_hex(16),
         # Seals the tenants' secrets in the control plane; required with DATABASE_URL.
         MEM_MASTER_KEY=base64.b64encode(secrets.token_bytes(32)).decode(),
