@@ -115,13 +115,7 @@ class TenantTemplate:
 
 async def drop_tenant(platform: Platform, tenant: Tenant) -> None:
     """Remove a tenant completely: its database (even with sessions open), roles and registry row."""
-    conn = await asyncpg.connect(tenant.db_url or platform.server_dsn)
-    try:
-        await repo.drop_database_and_roles(
-            conn, db_name=tenant.db_name, roles=[tenant.app_role, tenant.owner_role]
-        )
-    finally:
-        await conn.close()
-    async with platform.control.pool.acquire() as cp:
-        await repo.delete_tenant_row(cp, tenant.ref)
+    await platform.provisioner.remove(
+        tenant.ref, db_name=tenant.db_name, roles=[tenant.app_role, tenant.owner_role]
+    )
     platform.registry.forget(tenant.ref)

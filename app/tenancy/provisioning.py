@@ -146,16 +146,18 @@ class Provisioner:
         finally:
             await conn.close()
 
+    async def remove(self, ref: str, *, db_name: str, roles: list[str]) -> None:
+        """Drop a tenant's database (open sessions and all), its roles and its registry row."""
+        conn = await self._control.server_connection()
+        try:
+            await repo.drop_database_and_roles(conn, db_name=db_name, roles=roles)
+        finally:
+            await conn.close()
+        async with self._control.pool.acquire() as cp:
+            await repo.delete_tenant_row(cp, ref)
+
     async def _undo(self, new: NewTenant) -> None:
         try:
-            conn = await self._control.server_connection()
-            try:
-                await repo.drop_database_and_roles(
-                    conn, db_name=new.db_name, roles=[new.app_role, new.owner_role]
-                )
-            finally:
-                await conn.close()
-            async with self._control.pool.acquire() as cp:
-                await repo.delete_tenant_row(cp, new.ref)
+            await self.remove(new.ref, db_name=new.db_name, roles=[new.app_role, new.owner_role])
         except (OSError, asyncpg.PostgresError):
             log.exception("tenant_cleanup_failed", tenant=new.ref)
