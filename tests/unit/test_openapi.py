@@ -73,6 +73,21 @@ def test_the_document_lists_the_memory_admin_and_health_routes(document: dict[st
         assert method.lower() in document["paths"].get(path, {}), (method, path)
 
 
+def test_the_document_lists_tabbys_memory_routes(document: dict[str, Any]) -> None:
+    routes = {(method, path) for method, path, _ in operations(document) if path.startswith("/memory/")}
+    assert routes >= {
+        ("POST", "/memory/add"),
+        ("POST", "/memory/add_image"),
+        ("POST", "/memory/search"),
+        ("POST", "/memory/get_all"),
+        ("GET", "/memory/{memory_id}"),
+        ("PUT", "/memory/update"),
+        ("DELETE", "/memory/{memory_id}"),
+        ("GET", "/memory/history/{memory_id}"),
+        ("DELETE", "/memory/user/{user_id}"),
+    }
+
+
 def test_every_operation_describes_its_success_body(document: dict[str, Any]) -> None:
     missing = []
     for method, path, operation in operations(document):

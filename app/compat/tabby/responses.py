@@ -36,14 +36,14 @@ class TabbyMemory(msgspec.Struct, kw_only=True):
     memory: Memory
 
 
-class Updated(msgspec.Struct):
+class TabbyUpdateResult(msgspec.Struct):
     message: str
     memory: Memory
 
 
 class TabbyUpdated(msgspec.Struct, kw_only=True):
     success: bool = True
-    result: Updated
+    result: TabbyUpdateResult
 
 
 class TabbyDeleted(msgspec.Struct, kw_only=True):

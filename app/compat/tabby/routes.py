@@ -26,7 +26,7 @@ from app.compat.tabby.responses import (
     TabbyMemory,
     TabbySearchResults,
     TabbyUpdated,
-    Updated,
+    TabbyUpdateResult,
 )
 from app.compat.tabby.schemas import (
     TabbyAddImageRequest,
@@ -208,7 +208,9 @@ class TabbyController(Controller):
         memory_id = parse_id(data.memory_id, "memory_id")
         updated = await memories.update_memory(db, auth, memory_id, UpdateMemoryRequest(text=data.data), deps)
         return TabbyUpdated(
-            result=Updated(message="Memory updated successfully!", memory=translate.as_tabby(updated))
+            result=TabbyUpdateResult(
+                message="Memory updated successfully!", memory=translate.as_tabby(updated)
+            )
         )
 
     @delete(
