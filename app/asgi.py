@@ -16,6 +16,7 @@ from litestar.openapi.spec import Components
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
 from app.auth.jwks import JwksKeys
+from app.compat.tabby.routes import TabbyController
 from app.db.embedded import start_embedded
 from app.db.pools import PoolSizing, TenantPools, size_pools
 from app.entities.routes import EntityController
@@ -171,8 +172,8 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litesta
     )
     handlers: list[Any] = [index, health, ready, admin, metrics]
     if settings.mem.enabled:
-        # With the module off, /mem/v1 does not exist: every path there is a 404.
-        handlers += [MemoryController, SearchController, EntityController]
+        # With the module off, /mem/v1 (and Tabby's /memory) does not exist: every path there is a 404.
+        handlers += [MemoryController, SearchController, EntityController, TabbyController]
     if mcp is not None:
         handlers.append(mcp_endpoint(mcp))
     prometheus = PrometheusConfig(app_name="memory", prefix="memory", group_path=True, exclude=["/metrics"])

@@ -27,6 +27,9 @@ LIMIT_REJECTIONS = Counter(
 )
 
 Kind = Literal["request", "add"]
+# A route handler's `opt` key naming its Kind, for adds outside POST /mem/v1/memories
+# (e.g. Tabby's /memory/add): `opt={LIMIT_KIND: "add"}`.
+LIMIT_KIND = "limit_kind"
 
 # What a tenant may set for itself in the control plane (control.tenants.limits).
 TENANT_LIMIT_KEYS = (

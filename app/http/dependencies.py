@@ -20,7 +20,7 @@ from litestar.handlers.base import BaseRouteHandler
 from app.access import bearer_token, memory_deps, resolve_scope, tenant_transaction
 from app.auth.scope import MemoryAuthScope
 from app.core.context import MemoryDeps
-from app.core.limits import Kind
+from app.core.limits import LIMIT_KIND, Kind
 from app.db.session import TenantSession
 from app.errors import Unauthorized
 from app.http.middleware import TENANT_SCOPE_KEY
@@ -57,7 +57,7 @@ async def provide_scope(request: Request[Any, Any, Any]) -> AsyncGenerator[Memor
 
 def _request_kind(request: Request[Any, Any, Any]) -> Kind:
     is_add = request.method == "POST" and request.url.path.rstrip("/") == ADD_PATH
-    return "add" if is_add else "request"
+    return "add" if is_add or request.route_handler.opt.get(LIMIT_KIND) == "add" else "request"
 
 
 async def provide_db(request: Request[Any, Any, Any], auth: MemoryAuthScope) -> AsyncGenerator[TenantSession]:

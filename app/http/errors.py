@@ -55,14 +55,15 @@ MEMORY_ROUTE_ERRORS = (400, 401, 403, 409, 422, 429, 500, 503)
 PROVIDER_ERRORS = (502, 503, 504)
 
 
-def error_responses(*statuses: int) -> dict[int, ResponseSpec]:
-    """OpenAPI error responses for a route: each status documented with the `ErrorBody` schema.
+def error_responses(*statuses: int, body: type[Any] = ErrorBody) -> dict[int, ResponseSpec]:
+    """OpenAPI error responses for a route: each status documented with the `ErrorBody` schema
+    (or, on a compatibility surface, the envelope that carries it).
 
     Declaring 400 also replaces Litestar's own validation-error schema, which is not our body.
     """
     return {
         status: ResponseSpec(
-            data_container=ErrorBody, description=_ERROR_DESCRIPTIONS[status], generate_examples=False
+            data_container=body, description=_ERROR_DESCRIPTIONS[status], generate_examples=False
         )
         for status in sorted(statuses)
     }

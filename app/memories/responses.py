@@ -38,6 +38,11 @@ class AddResponse(msgspec.Struct, omit_defaults=True):
     skipped: list[Skipped] | UnsetType = UNSET
     notes: list[str] | UnsetType = UNSET
 
+    def written_type(self) -> str | None:
+        """The memory type of the first memory this add wrote (ADD or UPDATE): the caller's, or
+        the one the pipeline chose; None when it wrote none."""
+        return next((r.memory_type for r in self.results if isinstance(r.memory_type, str)), None)
+
 
 class MemoryPage(msgspec.Struct):
     results: list[Memory]

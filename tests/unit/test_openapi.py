@@ -19,6 +19,12 @@ UNDESCRIBED = {
     ("GET", "/metrics"): "Prometheus text exposition format, not JSON; its errors are Litestar's own.",
 }
 ERROR_BODY_REF = "#/components/schemas/ErrorBody"
+# Compatibility surfaces answer errors in their product's envelope, which carries the ErrorBody.
+ENVELOPED_ERRORS = {"/memory/": "#/components/schemas/TabbyError"}
+
+
+def error_ref(path: str) -> str:
+    return next((ref for prefix, ref in ENVELOPED_ERRORS.items() if path.startswith(prefix)), ERROR_BODY_REF)
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +73,21 @@ def test_the_document_lists_the_memory_admin_and_health_routes(document: dict[st
         assert method.lower() in document["paths"].get(path, {}), (method, path)
 
 
+def test_the_document_lists_tabbys_memory_routes(document: dict[str, Any]) -> None:
+    routes = {(method, path) for method, path, _ in operations(document) if path.startswith("/memory/")}
+    assert routes >= {
+        ("POST", "/memory/add"),
+        ("POST", "/memory/add_image"),
+        ("POST", "/memory/search"),
+        ("POST", "/memory/get_all"),
+        ("GET", "/memory/{memory_id}"),
+        ("PUT", "/memory/update"),
+        ("DELETE", "/memory/{memory_id}"),
+        ("GET", "/memory/history/{memory_id}"),
+        ("DELETE", "/memory/user/{user_id}"),
+    }
+
+
 def test_every_operation_describes_its_success_body(document: dict[str, Any]) -> None:
     missing = []
     for method, path, operation in operations(document):
@@ -89,7 +110,7 @@ def test_every_operation_documents_its_errors_as_the_error_body(document: dict[s
             wrong.append(f"{method} {path}: no error response")
         for status, response in errors.items():
             # Litestar's default 400 schema ({status_code, detail, extra}) is not what we send.
-            if json_schema(response) != {"$ref": ERROR_BODY_REF}:
+            if json_schema(response) != {"$ref": error_ref(path)}:
                 wrong.append(f"{method} {path} {status}: {json_schema(response)}")
     assert not wrong, "error responses not described by ErrorBody:\n" + "\n".join(wrong)
 
@@ -99,7 +120,7 @@ def test_memory_routes_document_refusals_and_unknown_ids(document: dict[str, Any
     for method, path, operation in operations(document):
         documented = set(operation["responses"])
         expected = set()
-        if path.startswith("/mem/v1"):
+        if path.startswith(("/mem/v1", "/memory/")):
             expected |= {"400", "401", "403", "409", "422"}
         if path.startswith("/auth/v1/admin"):
             expected |= {"401"}
@@ -122,3 +143,10 @@ def test_a_search_result_documents_its_score_breakdown(document: dict[str, Any])
     assert "embedding" not in scored["properties"]
     breakdown = resolve(document, scored["properties"]["score_breakdown"])
     assert set(breakdown["properties"]) == {"semantic", "keyword", "entity"}
+
+
+def test_an_enveloped_error_carries_the_error_body(document: dict[str, Any]) -> None:
+    for ref in ENVELOPED_ERRORS.values():
+        envelope = resolve(document, {"$ref": ref})
+        assert envelope["properties"]["error"] == {"$ref": ERROR_BODY_REF}
+        assert {"success", "error"} <= set(envelope["required"])

@@ -70,7 +70,7 @@ def test_every_memory_operation_requires_the_apikey_and_admin_requires_a_bearer(
     wrong = []
     for method, path, operation in operations(document):
         security = operation.get("security")
-        if path.startswith("/mem/v1"):
+        if path.startswith(("/mem/v1", "/memory/")):
             if not security or not all("apikey" in alternative for alternative in security):
                 wrong.append(f"{method} {path}: {security}")
         elif path.startswith("/auth/v1/admin"):
@@ -88,7 +88,8 @@ def test_path_ids_are_documented_as_uuid_strings(document: dict[str, Any]) -> No
         for operation in item.values()
         if isinstance(operation, dict)
         for parameter in operation.get("parameters", [])
-        if parameter["in"] == "path" and parameter["name"].endswith("_id")
+        # user_id is free text (SPEC section 4), never a UUID: DELETE /memory/user/{user_id} names one.
+        if parameter["in"] == "path" and parameter["name"].endswith("_id") and parameter["name"] != "user_id"
     ]
     assert ids
     for path, parameter in ids:
@@ -97,6 +98,17 @@ def test_path_ids_are_documented_as_uuid_strings(document: dict[str, Any]) -> No
 
 def test_request_bodies_say_they_refuse_unknown_fields(document: dict[str, Any]) -> None:
     schemas = document["components"]["schemas"]
-    for name in ("AddMemoryRequest", "Message", "ContentPart", "SearchRequest", "CreateTenantRequest"):
+    for name in (
+        "AddMemoryRequest",
+        "Message",
+        "ContentPart",
+        "SearchRequest",
+        "CreateTenantRequest",
+        "TabbyAddRequest",
+        "TabbyAddImageRequest",
+        "TabbySearchRequest",
+        "TabbyGetAllRequest",
+        "TabbyUpdateRequest",
+    ):
         assert schemas[name]["additionalProperties"] is False, name
     assert "additionalProperties" not in schemas["Memory"]  # responses may grow fields

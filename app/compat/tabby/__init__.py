@@ -1,0 +1,1 @@
+"""Tabby's memory server routes under /memory: its backend's paths and `{"success": ...}` envelopes."""
