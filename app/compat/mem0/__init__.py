@@ -12,7 +12,7 @@ from typing import Any
 from litestar import Router
 from litestar.di import Provide
 
-from app.compat.mem0.routes import Mem0Controller, no_route, unsupported_feature
+from app.compat.mem0.routes import Mem0Controller, unsupported_feature
 from app.compat.mem0.wiring import credentials, mem0_exception_handlers
 
 PREFIX = "/mem0"
@@ -24,7 +24,7 @@ def mem0_router(scope_provider: Callable[..., Any]) -> Router:
     """The /mem0 routes, given the app's scope provider factory (app.http.dependencies.scope_provider)."""
     return Router(
         path=PREFIX,
-        route_handlers=[Mem0Controller, unsupported_feature, no_route],
+        route_handlers=[Mem0Controller, unsupported_feature],
         dependencies={"auth": Provide(scope_provider(credentials, add_paths=ADD_PATHS))},
         exception_handlers=mem0_exception_handlers(),
     )

@@ -26,6 +26,7 @@ from app.compat.mem0.schemas import (
 from app.compat.mem0.views import (
     Mem0AddItem,
     Mem0AddResults,
+    Mem0Done,
     Mem0Entities,
     Mem0Event,
     Mem0EventPage,
@@ -33,7 +34,6 @@ from app.compat.mem0.views import (
     Mem0Memory,
     Mem0Page,
     Mem0Results,
-    Message,
     Ping,
     added_view,
     entities_view,
@@ -230,11 +230,11 @@ class Mem0Controller(Controller):
         agent_id: str | None = None,
         run_id: str | None = None,
         app_id: str | None = None,
-    ) -> Message:
+    ) -> Mem0Done:
         owner = {"user_id": user_id, "agent_id": agent_id, "run_id": run_id}
         filters = {"app_id": app_id} if app_id is not None else None
         done = await memories.delete_all_memories(db, auth, owner, filters, deps)
-        return Message(message=f"Memories deleted successfully! ({done.deleted})")
+        return Mem0Done(message=f"Memories deleted successfully! ({done.deleted})")
 
     @post(
         "/v3/memories/search",
@@ -300,11 +300,11 @@ class Mem0Controller(Controller):
         db: TenantSession,
         deps: MemoryDeps,
         delete_linked: bool = False,
-    ) -> Message:
+    ) -> Mem0Done:
         if delete_linked:
             raise NotSupported("delete_linked is not supported: memories here have no supersession chain.")
         await memories.delete_memory(db, auth, parse_id(memory_id, "memory_id"), deps)
-        return Message(message="Memory deleted successfully!")
+        return Mem0Done(message="Memory deleted successfully!")
 
     @get(
         "/v1/memories/{memory_id:str}/history",
@@ -331,12 +331,12 @@ class Mem0Controller(Controller):
     )
     async def batch_update(
         self, data: Mem0BatchRequest, auth: MemoryAuthScope, db: TenantSession, deps: MemoryDeps
-    ) -> Message:
+    ) -> Mem0Done:
         # One request, one transaction: the first failure rolls every earlier change back.
         for item, uid in _batch(data):
             change = UpdateMemoryRequest(text=item.text, metadata=item.metadata)
             await memories.update_memory(db, auth, uid, change, deps)
-        return Message(message=f"Successfully updated {len(data.memories)} memories")
+        return Mem0Done(message=f"Successfully updated {len(data.memories)} memories")
 
     @delete(
         "/v1/batch",
@@ -348,10 +348,10 @@ class Mem0Controller(Controller):
     )
     async def batch_delete(
         self, data: Mem0BatchRequest, auth: MemoryAuthScope, db: TenantSession, deps: MemoryDeps
-    ) -> Message:
+    ) -> Mem0Done:
         for _, uid in _batch(data):
             await memories.delete_memory(db, auth, uid, deps)
-        return Message(message=f"Successfully deleted {len(data.memories)} memories")
+        return Mem0Done(message=f"Successfully deleted {len(data.memories)} memories")
 
     @get("/v1/entities", summary="mem0: the users, agents and runs that hold memories", responses=_ERRORS)
     async def entities(self, auth: MemoryAuthScope, db: TenantSession) -> Mem0Entities:
@@ -365,7 +365,7 @@ class Mem0Controller(Controller):
     )
     async def delete_entity(
         self, entity_type: str, name: str, auth: MemoryAuthScope, db: TenantSession, deps: MemoryDeps
-    ) -> Message:
+    ) -> Mem0Done:
         field = ENTITY_TYPES.get(entity_type)
         if field is None:
             raise BadRequest(
@@ -374,7 +374,7 @@ class Mem0Controller(Controller):
         done = await memories.delete_all_memories(db, auth, {field: name}, None, deps)
         if done.deleted == 0:
             raise NotFound(f"No {entity_type} named {name!r} holds memories.", code="entity_not_found")
-        return Message(message="Entity deleted successfully!")
+        return Mem0Done(message="Entity deleted successfully!")
 
     @get("/v1/event/{event_id:str}", summary="mem0: one async add's event", responses=_QUEUE)
     async def event(
@@ -429,13 +429,7 @@ _ALL: list[Method] = ["GET", "POST", "PUT", "PATCH", "DELETE"]
     responses=mem0_errors(501),
     include_in_schema=False,
 )
-async def unsupported_feature(request: Request[Any, Any, Any], auth: MemoryAuthScope) -> Message:
+async def unsupported_feature(request: Request[Any, Any, Any], auth: MemoryAuthScope) -> Mem0Done:
     path = request.url.path.removeprefix("/mem0").rstrip("/")
     feature = next(name for prefix, name in UNSUPPORTED_FEATURES.items() if path.startswith(prefix))
     raise NotSupported(f"{feature}: not supported by this service.", code="mem0_feature_not_supported")
-
-
-@route("/{rest:path}", http_method=_ALL, summary="No such mem0 route (404)", include_in_schema=False)
-async def no_route(request: Request[Any, Any, Any]) -> Message:
-    """Unknown paths under /mem0 answer in mem0's error shape too, key or not."""
-    raise NotFound(f"No route for {request.method} {request.url.path}.", code="route_not_found")

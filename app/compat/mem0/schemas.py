@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 
 from app.errors import AppError, BadRequest
+from app.memories.schemas import Message
 
 
 class NotSupported(AppError):
@@ -25,12 +26,6 @@ class NotSupported(AppError):
     status_code = 501
     code = "not_supported"
     message = "This mem0 platform feature is not supported here."
-
-
-class Mem0Message(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True):
-    role: str
-    content: Any  # a string, or a list of content parts as /mem/v1 takes them
-    name: str | None = None
 
 
 class _Owned(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True, kw_only=True):
@@ -45,7 +40,7 @@ class _Owned(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True, kw_
 
 
 class Mem0AddRequest(_Owned, kw_only=True):
-    messages: str | list[Mem0Message]
+    messages: str | list[Message]  # /mem/v1's messages: text, or content parts with images
     filters: Any = None  # the v3 SDK's place for the owner ids
     metadata: dict[str, Any] | None = None
     infer: bool = True

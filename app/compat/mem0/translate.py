@@ -20,6 +20,7 @@ from app.compat.mem0.schemas import Mem0AddRequest, Mem0ListRequest, Mem0SearchR
 from app.compat.mem0.views import APP_ID_KEY
 from app.db.sql import OWNER_FIELDS
 from app.errors import BadRequest, InvalidFilter
+from app.http.bodies import decode_body
 from app.memories.schemas import AddMemoryRequest
 from app.search.schemas import SearchRequest
 
@@ -101,7 +102,7 @@ def add_request(data: Mem0AddRequest) -> AddMemoryRequest:
     if app_id is not None:
         metadata[APP_ID_KEY] = app_id
     messages = data.messages if isinstance(data.messages, str) else msgspec.to_builtins(data.messages)
-    return msgspec.convert(
+    return decode_body(
         {
             "messages": messages,
             "user_id": data.user_id or ids.get("user_id"),

@@ -120,7 +120,9 @@ class Mem0Entities(msgspec.Struct):
     total_runs: int
 
 
-class Message(msgspec.Struct):
+class Mem0Done(msgspec.Struct):
+    """What a delete or batch answers: mem0's `message`."""
+
     message: str
 
 
