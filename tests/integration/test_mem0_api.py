@@ -391,3 +391,24 @@ async def test_bad_input_is_refused_with_detail_and_changes_nothing(
     r = await client.request(case.method, P + case.path.format(id=world.alice), **kwargs)
     refused(r, case.status, case.code)
     assert await snapshot(runtime, world.keys) == before
+
+
+async def test_two_different_keys_are_refused(client: httpx.AsyncClient, world: World):
+    headers = {**token(world.keys.service_role_key), "apikey": world.other.service_role_key}
+    refused(await client.get(f"{P}/v1/ping/", headers=headers), 401, "conflicting_api_keys")
+    same = {**token(world.keys.service_role_key), "apikey": world.keys.service_role_key}
+    assert (await client.get(f"{P}/v1/ping/", headers=same)).json()["org_id"] == world.keys.ref
+
+
+async def test_adds_through_mem0_count_against_the_add_rate_limit(
+    client: httpx.AsyncClient, runtime: Runtime, tenant: TenantKeys
+):
+    await runtime.platform.set_tenant_limits(tenant.ref, {"service_adds_per_second": 1})
+    h = token(tenant.service_role_key)
+    body = {"messages": "Hana swims", "user_id": "hana", "infer": False, "async_mode": False}
+    statuses = [
+        (await client.post(f"{P}/v3/memories/add/", json=body, headers=h)).status_code for _ in range(3)
+    ]
+    assert statuses[0] == 200 and 429 in statuses
+    # Reads are not adds: the add limit leaves them alone.
+    assert (await client.get(f"{P}/v1/ping/", headers=h)).status_code == 200
