@@ -159,6 +159,8 @@ async def test_apikey_header_and_a_signed_in_user_work_too(client: httpx.AsyncCl
     assert r.status_code == 200 and r.json()["user_id"] == "alice"
     r = await client.post(f"{P}/v3/memories/", json={}, headers=world.keys.user("alice"))
     assert [m["id"] for m in r.json()["results"]] == [world.alice]  # the user is the owner
+    r = await client.get(f"{P}/v1/entities/", headers=world.keys.user("alice"))
+    assert [(e["type"], e["name"]) for e in r.json()["results"]] == [("user", "alice")]
 
 
 # --- isolation ------------------------------------------------------------------------------

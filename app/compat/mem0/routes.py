@@ -7,6 +7,7 @@ decides who may touch what or how memories are stored: that is the services' and
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
+from uuid import UUID
 
 from litestar import Controller, Request, delete, get, post, put, route
 from litestar.params import Parameter
@@ -16,6 +17,7 @@ from app.auth.scope import MemoryAuthScope
 from app.compat.mem0 import events, translate
 from app.compat.mem0.schemas import (
     Mem0AddRequest,
+    Mem0BatchItem,
     Mem0BatchRequest,
     Mem0ListRequest,
     Mem0SearchRequest,
@@ -394,7 +396,7 @@ class Mem0Controller(Controller):
         return await events.list_events(db, auth, page, page_size, str(request.url))
 
 
-def _batch(data: Mem0BatchRequest) -> list[tuple[Any, Any]]:
+def _batch(data: Mem0BatchRequest) -> list[tuple[Mem0BatchItem, UUID]]:
     if not 1 <= len(data.memories) <= MAX_BATCH:
         raise BadRequest(f"memories must hold 1 to {MAX_BATCH} items.", code="invalid_batch_size")
     items = [(item, parse_id(item.memory_id, "memory_id")) for item in data.memories]
