@@ -16,7 +16,7 @@ from litestar.openapi.spec import Components
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
 from app.auth.jwks import JwksKeys
-from app.compat.mem0 import mem0_router
+from app.compat.mem0 import app_exception_handlers, mem0_router
 from app.db.embedded import start_embedded
 from app.db.pools import PoolSizing, TenantPools, size_pools
 from app.entities.routes import EntityController
@@ -182,7 +182,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litesta
         dependencies=app_dependencies(),
         lifespan=[_lifespan(settings, runtime, mcp)],
         middleware=[prometheus.middleware],
-        exception_handlers=exception_handlers(),
+        exception_handlers=app_exception_handlers(exception_handlers()),
         plugins=[StrictStructSchemas()],
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(

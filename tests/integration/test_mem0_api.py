@@ -372,6 +372,10 @@ BAD = [
     ),
     Bad("GET", "/api/v1/webhooks/projects/p1/", None, 501, "mem0_feature_not_supported"),
     Bad("PATCH", "/api/v1/orgs/organizations/o/projects/p/", {}, 501, "mem0_feature_not_supported"),
+    Bad("GET", "/v2/entities/user/alice/profile/", None, 501, "mem0_feature_not_supported"),
+    Bad("GET", "/v1/memories/{id}/history/x", None, 404, "route_not_found"),
+    Bad("GET", "/v9/nothing-here/", None, 404, "route_not_found"),
+    Bad("PATCH", "/v1/memories/{id}/", {}, 405, "method_not_allowed"),
 ]
 
 
@@ -414,3 +418,10 @@ async def test_adds_through_mem0_count_against_the_add_rate_limit(
     assert statuses[0] == 200 and 429 in statuses
     # Reads are not adds: the add limit leaves them alone.
     assert (await client.get(f"{P}/v1/ping/", headers=h)).status_code == 200
+
+
+async def test_paths_outside_mem0_keep_the_usual_error_body(client: httpx.AsyncClient):
+    r = await client.get("/mem/v1/nothing-here")
+    assert r.status_code == 404 and set(r.json()) == {"code", "message"}
+    r = await client.get("/mem0x/v1/ping")
+    assert r.status_code == 404 and "detail" not in r.json()

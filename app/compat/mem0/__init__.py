@@ -13,7 +13,7 @@ from litestar import Router
 from litestar.di import Provide
 
 from app.compat.mem0.routes import Mem0Controller, unsupported_feature
-from app.compat.mem0.wiring import credentials, mem0_exception_handlers
+from app.compat.mem0.wiring import answering_mem0_paths, credentials, mem0_exception_handlers
 
 PREFIX = "/mem0"
 # POSTs that add memories: rate-limited as adds, as POST /mem/v1/memories is.
@@ -28,3 +28,8 @@ def mem0_router(scope_provider: Callable[..., Any]) -> Router:
         dependencies={"auth": Provide(scope_provider(credentials, add_paths=ADD_PATHS))},
         exception_handlers=mem0_exception_handlers(),
     )
+
+
+def app_exception_handlers(handlers: dict[Any, Any]) -> dict[Any, Any]:
+    """The app's exception handlers, answering unmatched paths under /mem0 in mem0's shape."""
+    return answering_mem0_paths(handlers, PREFIX)

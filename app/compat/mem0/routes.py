@@ -424,8 +424,11 @@ Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 _ALL: list[Method] = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 
+PROFILE_PATH = "/v2/entities/{entity_type:str}/{name:str}/profile"
+
+
 @route(
-    [*UNSUPPORTED_FEATURES, *(f"{p}/{{rest:path}}" for p in UNSUPPORTED_FEATURES)],
+    [*UNSUPPORTED_FEATURES, *(f"{p}/{{rest:path}}" for p in UNSUPPORTED_FEATURES), PROFILE_PATH],
     http_method=_ALL,
     summary="mem0 platform features not supported here (501)",
     responses=mem0_errors(501),
@@ -433,5 +436,6 @@ _ALL: list[Method] = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 )
 async def unsupported_feature(request: Request[Any, Any, Any], auth: MemoryAuthScope) -> Mem0Done:
     path = request.url.path.removeprefix("/mem0").rstrip("/")
-    feature = next(name for prefix, name in UNSUPPORTED_FEATURES.items() if path.startswith(prefix))
+    features = (name for prefix, name in UNSUPPORTED_FEATURES.items() if path.startswith(prefix))
+    feature = next(features, "User profiles")  # the one path that is no prefix: PROFILE_PATH
     raise NotSupported(f"{feature}: not supported by this service.", code="mem0_feature_not_supported")

@@ -65,6 +65,22 @@ def mem0_exception_handlers() -> dict[Any, Handler]:
     return {kind: _reshaped(handler) for kind, handler in exception_handlers().items()}
 
 
+def answering_mem0_paths(handlers: dict[Any, Handler], prefix: str) -> dict[Any, Handler]:
+    """The app's handlers, except that a request under `prefix` that matched no route (404, 405:
+    raised before any router's own handlers) is answered in mem0's shape too."""
+
+    def pick(handler: Handler) -> Handler:
+        reshaped = _reshaped(handler)
+
+        def handle(request: Request[Any, Any, Any], exc: Any) -> Response[Any]:
+            under = request.url.path == prefix or request.url.path.startswith(prefix + "/")
+            return (reshaped if under else handler)(request, exc)
+
+        return handle
+
+    return {kind: pick(handler) for kind, handler in handlers.items()}
+
+
 _DESCRIPTIONS = {
     400: "Bad input (code says which): a bad field, filter or id.",
     401: "The key is missing or not valid.",
