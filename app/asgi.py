@@ -16,13 +16,14 @@ from litestar.openapi.spec import Components
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
 from app.auth.jwks import JwksKeys
+from app.compat.mem0 import app_exception_handlers, mem0_router
 from app.compat.tabby.routes import TabbyController
 from app.db.embedded import start_embedded
 from app.db.pools import PoolSizing, TenantPools, size_pools
 from app.entities.routes import EntityController
 from app.health.routes import health, ready
 from app.http.cors import CorsMiddleware
-from app.http.dependencies import admin_guard, app_dependencies, metrics_guard
+from app.http.dependencies import admin_guard, app_dependencies, metrics_guard, scope_provider
 from app.http.errors import error_responses, exception_handlers
 from app.http.middleware import RequestContextMiddleware
 from app.http.openapi import SECURITY_SCHEMES, StrictStructSchemas
@@ -172,8 +173,9 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litesta
     )
     handlers: list[Any] = [index, health, ready, admin, metrics]
     if settings.mem.enabled:
-        # With the module off, /mem/v1 (and Tabby's /memory) does not exist: every path there is a 404.
+        # With the module off, /mem/v1, /mem0 and Tabby's /memory do not exist: every path there is a 404.
         handlers += [MemoryController, SearchController, EntityController, TabbyController]
+        handlers.append(mem0_router(scope_provider))
     if mcp is not None:
         handlers.append(mcp_endpoint(mcp))
     prometheus = PrometheusConfig(app_name="memory", prefix="memory", group_path=True, exclude=["/metrics"])
@@ -182,7 +184,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litesta
         dependencies=app_dependencies(),
         lifespan=[_lifespan(settings, runtime, mcp)],
         middleware=[prometheus.middleware],
-        exception_handlers=exception_handlers(),
+        exception_handlers=app_exception_handlers(exception_handlers()),
         plugins=[StrictStructSchemas()],
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(

@@ -1,4 +1,6 @@
-"""`python -m bench [--only locomo|latency|pipeline|noisy|mcp] [--sizes 10000,100000] ...` (see --help)."""
+"""`python -m bench [--only locomo|latency|pipeline|noisy|mcp|mem0] [--sizes 10000,100000] ...`
+
+(see --help)."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from bench import corpus, latency, locomo, mcp_overhead, noisy, pipeline, report
+from bench import corpus, latency, locomo, mcp_overhead, mem0_overhead, noisy, pipeline, report
 from bench.progress import log
 from bench.service import ROOT, Service, attach_external, start_managed
 
@@ -27,8 +29,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument(
         "--only",
-        choices=["locomo", "latency", "pipeline", "noisy", "mcp"],
-        help="run one part only (default: all five)",
+        choices=["locomo", "latency", "pipeline", "noisy", "mcp", "mem0"],
+        help="run one part only (default: all six)",
     )
     p.add_argument("--noisy-flood", type=int, default=None, help="noisy neighbour: A's requests (3000)")
     p.add_argument("--pipeline-adds", type=int, default=None, help="infer=true adds at concurrency 1 (100)")
@@ -130,7 +132,15 @@ async def run(args: argparse.Namespace, results: dict[str, Any]) -> None:
             memories=100,
             queries=100 if args.quick else 300,
         )
-    if args.only in ("pipeline", "noisy", "mcp"):
+    if args.only in (None, "mem0") and not args.url:
+        # Its own service: POST /mem0/v3/memories/search/ against POST /mem/v1/search (issue 8).
+        results["mem0"] = await mem0_overhead.run_managed(
+            ROOT / "bench" / ".data",
+            args.out / "service-mem0.log",
+            memories=100,
+            queries=100 if args.quick else 400,
+        )
+    if args.only in ("pipeline", "noisy", "mcp", "mem0"):
         return
     prepared: dict[str, Any] = {}
     if do_latency:

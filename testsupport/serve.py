@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import os
 import secrets
 import signal
 import socket
@@ -11,6 +13,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -38,6 +41,45 @@ async def new_database(database_url: str, prefix: str) -> str:
     finally:
         await conn.close()
     return with_database(database_url, name)
+
+
+# Settings a served process must not inherit from the environment of the test run.
+INHERITED_PREFIXES = ("NUBASE_", "MEM_", "LOG_", "OPENAI_", "ANTHROPIC_", "MEMORY_")
+
+
+def service_environment(control_dsn: str, embedding_base_url: str, dims: int, **extra: str) -> dict[str, str]:
+    """The environment of a served process on 127.0.0.1 and a free port: its own control plane, a
+    fresh admin key and master key, and the fake provider for embeddings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(INHERITED_PREFIXES)}
+    env.update(
+        DATABASE_URL=control_dsn,
+        HOST="127.0.0.1",
+        PORT=str(free_port()),
+        MEM_ADMIN_KEY="serve-admin-" + secrets.token_hex(16),
+        # Seals the tenants' secrets in the control plane; required with DATABASE_URL.
+        MEM_MASTER_KEY=base64.b64encode(secrets.token_bytes(32)).decode(),
+        NUBASE_MEM_EMBEDDING_PROVIDER="generic",
+        NUBASE_MEM_EMBEDDING_MODEL="fake-embed",
+        NUBASE_MEM_EMBEDDING_DIMENSIONS=str(dims),
+        NUBASE_MEM_EMBEDDING_BASE_URL=embedding_base_url,
+        NUBASE_MEM_EMBEDDING_API_KEY="test",
+        LOG_FORMAT="json",
+        PYTHONUNBUFFERED="1",
+        **extra,
+    )
+    return env
+
+
+def create_tenant(url: str, admin_key: str, name: str) -> dict[str, Any]:
+    """A tenant of the served process, through its admin API: its ref, keys and database name."""
+    r = httpx.post(
+        f"{url}/auth/v1/admin/tenants",
+        json={"name": name, "ref": f"t{secrets.token_hex(6)}"},
+        headers={"authorization": f"Bearer {admin_key}"},
+        timeout=60,
+    )
+    assert r.status_code == 201, r.text
+    return dict(r.json())
 
 
 @contextmanager

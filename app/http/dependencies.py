@@ -8,7 +8,7 @@ this module: `create_app` registers the providers, so features stay independent.
 from __future__ import annotations
 
 import hmac
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable, Collection, Mapping
 from typing import Any
 
 import structlog
@@ -41,23 +41,43 @@ def _bearer(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
     return bearer_token(connection.headers)
 
 
-async def provide_scope(request: Request[Any, Any, Any]) -> AsyncGenerator[MemoryAuthScope]:
-    """The caller's scope, holding one of its tenant's in-flight slots until the response is done."""
-
-    def on_tenant(ref: str) -> None:
-        request.scope.setdefault("state", {})[TENANT_SCOPE_KEY] = ref
-        structlog.contextvars.bind_contextvars(tenant=ref)
-
-    runtime = runtime_of(request)
-    scope = await resolve_scope(runtime, request.headers, on_tenant=on_tenant, kind=_request_kind(request))
-    tenant = await runtime.platform.find_tenant(scope.tenant_ref)  # cached: resolve_scope just read it
-    with runtime.limits.in_flight(scope.tenant_ref, tenant.limits if tenant else None):
-        yield scope
+# Translates the headers a surface receives into the `apikey` / `Authorization: Bearer` pair
+# that resolve_scope reads (e.g. mem0's `Authorization: Token <key>`).
+HeaderTranslation = Callable[[Mapping[str, str]], Mapping[str, str]]
 
 
-def _request_kind(request: Request[Any, Any, Any]) -> Kind:
-    is_add = request.method == "POST" and request.url.path.rstrip("/") == ADD_PATH
+def _request_kind(request: Request[Any, Any, Any], adds: frozenset[str]) -> Kind:
+    """An add (rate-limited as one) is a POST to one of the surface's add paths, or a route marked
+    `opt={LIMIT_KIND: "add"}`."""
+    is_add = request.method == "POST" and request.url.path.rstrip("/") in adds
     return "add" if is_add or request.route_handler.opt.get(LIMIT_KIND) == "add" else "request"
+
+
+def scope_provider(
+    translate: HeaderTranslation | None = None, add_paths: Collection[str] = (ADD_PATH,)
+) -> Callable[[Request[Any, Any, Any]], AsyncGenerator[MemoryAuthScope]]:
+    """A provider of the caller's scope, for a surface whose credentials arrive as `translate` reads
+    them and whose adds (rate-limited as adds) are POSTs to `add_paths`."""
+    adds = frozenset(p.rstrip("/") for p in add_paths)
+
+    async def provide(request: Request[Any, Any, Any]) -> AsyncGenerator[MemoryAuthScope]:
+        """The caller's scope, holding one of its tenant's in-flight slots until the response is done."""
+
+        def on_tenant(ref: str) -> None:
+            request.scope.setdefault("state", {})[TENANT_SCOPE_KEY] = ref
+            structlog.contextvars.bind_contextvars(tenant=ref)
+
+        runtime = runtime_of(request)
+        headers = request.headers if translate is None else translate(request.headers)
+        scope = await resolve_scope(runtime, headers, on_tenant=on_tenant, kind=_request_kind(request, adds))
+        tenant = await runtime.platform.find_tenant(scope.tenant_ref)  # cached: resolve_scope just read it
+        with runtime.limits.in_flight(scope.tenant_ref, tenant.limits if tenant else None):
+            yield scope
+
+    return provide
+
+
+provide_scope = scope_provider()
 
 
 async def provide_db(request: Request[Any, Any, Any], auth: MemoryAuthScope) -> AsyncGenerator[TenantSession]:

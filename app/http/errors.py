@@ -74,7 +74,7 @@ def error_response(status: int, body: ErrorBody, headers: dict[str, str] | None 
 
 
 def app_error_handler(request: Request[Any, Any, Any], exc: AppError) -> Response[Any]:
-    if exc.status_code >= 500:
+    if exc.status_code >= 500 and exc.status_code != 501:  # 501: a feature we lack, not a fault
         log.error("request_failed", code=exc.code, status=exc.status_code, exc_info=exc.__cause__ or exc)
     else:
         log.info("request_refused", code=exc.code, status=exc.status_code)

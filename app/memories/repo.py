@@ -280,6 +280,19 @@ async def stats_for_owner(conn: asyncpg.Connection, owner: Owner, *, top_users: 
     return out
 
 
+async def owners_for_owner(conn: asyncpg.Connection, owner: Owner) -> list[asyncpg.Record]:
+    """Each user, agent and run with live memories in the owner's reach: kind, name, count, times."""
+    clause = owner_clause(owner, 1)
+    parts = [
+        f"""SELECT '{kind}' AS kind, m.{column} AS name, count(*) AS memories,
+                   min(m.created_at) AS created_at, max(m.updated_at) AS updated_at
+            FROM mem.memories m WHERE {clause.sql} AND {LIVE} AND m.{column} IS NOT NULL
+            GROUP BY m.{column}"""
+        for kind, column in (("user", "user_id"), ("agent", "agent_id"), ("run", "run_id"))
+    ]
+    return list(await conn.fetch(" UNION ALL ".join(parts) + " ORDER BY 1, 2", *clause.params))
+
+
 async def reset_tenant(conn: asyncpg.Connection) -> dict[str, int]:
     """Empty every mem table but the config; the rows removed per table."""
     removed = await conn.fetchval("SELECT mem.reset()")

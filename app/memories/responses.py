@@ -74,6 +74,16 @@ class Stats(msgspec.Struct, omit_defaults=True):
     top_users: list[UserCount] | UnsetType = UNSET  # service_role only
 
 
+class OwnerCount(msgspec.Struct):
+    """A user, agent or run that holds live memories, and how many."""
+
+    kind: Literal["user", "agent", "run"]
+    name: str
+    memories: int
+    created_at: str
+    updated_at: str
+
+
 class MemoryConfig(msgspec.Struct):
     """The tenant's memory settings: fixed at init, effective values, and its own overrides."""
 

@@ -28,6 +28,7 @@ from app.memories.responses import (
     DeletedMany,
     MemoryConfig,
     MemoryPage,
+    OwnerCount,
     ResetDone,
     Skipped,
     Stats,
@@ -229,6 +230,21 @@ async def stats(db: TenantSession, scope: MemoryAuthScope, owner_ids: dict[str, 
     owner = _requested_owner(scope, owner_ids)
     counts = await repo.stats_for_owner(await db.connection(), owner, top_users=scope.is_service)
     return msgspec.convert(counts, Stats)
+
+
+async def owners(db: TenantSession, scope: MemoryAuthScope) -> list[OwnerCount]:
+    """The users, agents and runs that hold live memories, as far as the caller may see."""
+    rows = await repo.owners_for_owner(await db.connection(), scope.owner())
+    return [
+        OwnerCount(
+            kind=r["kind"],
+            name=r["name"],
+            memories=int(r["memories"]),
+            created_at=iso(r["created_at"]),
+            updated_at=iso(r["updated_at"]),
+        )
+        for r in rows
+    ]
 
 
 def _require_service(scope: MemoryAuthScope, what: str) -> None:

@@ -94,8 +94,10 @@ def _fuzz(operation: Any, url: str, headers: dict[str, str], tally: Tally, stop_
             response = case.call(base_url=url, headers=headers, timeout=30)
             tally.cases += 1
             tally.statuses[response.status_code] = tally.statuses.get(response.status_code, 0) + 1
+            # /mem0 answers 501 for mem0 features it lacks (documented, naming the feature): a refusal.
+            refusal = response.status_code == 501 and key[1].startswith("/mem0/")
             try:
-                case.validate_response(response, checks=checks)
+                case.validate_response(response, checks=[response_schema_conformance] if refusal else checks)
             except Exception as exc:  # a failed check: collect it, keep fuzzing
                 first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 tally.failures.append(f"{key[0]} {key[1]} -> {response.status_code}: {first_line}")
