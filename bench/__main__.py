@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from bench import corpus, latency, locomo, mcp_overhead, noisy, pipeline, report
+from bench import corpus, latency, locomo, mcp_overhead, noisy, pipeline, report, studio_pages
 from bench.progress import log
 from bench.service import ROOT, Service, attach_external, start_managed
 
@@ -27,8 +27,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument(
         "--only",
-        choices=["locomo", "latency", "pipeline", "noisy", "mcp"],
-        help="run one part only (default: all five)",
+        choices=["locomo", "latency", "pipeline", "noisy", "mcp", "studio"],
+        help="run one part only (default: all six)",
     )
     p.add_argument("--noisy-flood", type=int, default=None, help="noisy neighbour: A's requests (3000)")
     p.add_argument("--pipeline-adds", type=int, default=None, help="infer=true adds at concurrency 1 (100)")
@@ -78,6 +78,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="concurrency of the measured LoCoMo searches (default 1)",
     )
     p.add_argument("--add-concurrency", type=int, default=16, help="adds in flight for LoCoMo (default 16)")
+    p.add_argument(
+        "--studio-memories", type=int, default=None, help="one owner's memories for Studio's pages (10000)"
+    )
     p.add_argument("--url", help="benchmark an already running service instead of starting one")
     p.add_argument("--admin-key", default=os.environ.get("MEM_ADMIN_KEY"), help="with --url")
     p.add_argument("--database-url", help="with --url: a superuser DSN of its PostgreSQL (for seeding)")
@@ -97,6 +100,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.locomo_samples = args.locomo_samples or (1 if q else None)
     args.pipeline_adds = args.pipeline_adds or (20 if q else 100)
     args.noisy_flood = args.noisy_flood or (500 if q else 3000)
+    args.studio_memories = args.studio_memories or (2000 if q else 10_000)
     if args.url and not args.admin_key:
         p.error("--url needs --admin-key (or MEM_ADMIN_KEY)")
     return args
@@ -105,6 +109,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 async def run(args: argparse.Namespace, results: dict[str, Any]) -> None:
     do_locomo = args.only in (None, "locomo")
     do_latency = args.only in (None, "latency")
+    do_studio = args.only in (None, "studio")
     if args.only in (None, "pipeline") and not args.url:
         # Its own service: the chat and embedding providers are a fake server of fixed latency.
         results["pipeline"] = await pipeline.run(
@@ -188,6 +193,9 @@ async def run(args: argparse.Namespace, results: dict[str, Any]) -> None:
             results["service"]["rss_after_locomo_bytes"] = service.rss_bytes()
         if do_latency:
             await run_latency(args, service, prepared, results["latency"], signals_status)
+        if do_studio:
+            # Studio's pages for one owner with 10,000 memories (issue 10: under 300 ms each).
+            results["studio"] = await studio_pages.run(service, memories=args.studio_memories, seed=args.seed)
     finally:
         results["service"]["rss_at_end_bytes"] = service.rss_bytes()
         log("service: stopping")

@@ -33,6 +33,17 @@ from app.studio.session import (
 )
 from app.tenancy.models import Tenant
 
+# Pages load only this service's own files; inline styles (the score bars) but never inline script.
+PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+        "frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+    ),
+}
+
 
 class SignInRequired(AppError):
     """No valid session (none, forged or expired): the page answers with the sign-in form."""
@@ -137,7 +148,7 @@ class Studio:
             context=context,
             status_code=status_code,
             cookies=[self.cookie(request, session)],
-            headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY"},
+            headers=PAGE_HEADERS,
         )
 
     @asynccontextmanager

@@ -130,7 +130,8 @@ async def _db(tenant: TenantInfo) -> asyncpg.Connection:
 @pytest_asyncio.fixture(loop_scope="session")
 async def context(browser: Any, served: Served) -> AsyncIterator[Any]:
     """A fresh browser profile per test that refuses every request leaving 127.0.0.1."""
-    ctx = await browser.new_context(viewport={"width": 1280, "height": 900})
+    # bypass_csp: axe-core is injected as an inline script, which Studio's CSP (rightly) refuses.
+    ctx = await browser.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=True)
     outside: list[str] = []
 
     async def only_local(route: Any) -> None:
@@ -194,6 +195,8 @@ async def test_a_service_role_key_opens_its_tenant_in_an_httponly_strict_cookie(
 ):
     page = await _sign_in(context, served, alpha.service_key)
     assert page.url.endswith("/studio/overview")
+    headers = (await page.request.get(page.url)).headers
+    assert "script-src 'self'" in headers["content-security-policy"] and headers["x-frame-options"] == "DENY"
     await page.wait_for_selector("#total-memories")
     assert await page.inner_text("#total-memories") == str(len(SEED) + 1)
     html = await page.content()
@@ -516,7 +519,7 @@ async def test_admin_creates_a_tenant_opens_one_and_runs_the_migration(context, 
 
 
 async def test_the_tenant_pages_fit_a_phone_and_the_keyboard(browser, served, alpha, output_dir):
-    ctx = await browser.new_context(viewport={"width": 390, "height": 844})
+    ctx = await browser.new_context(viewport={"width": 390, "height": 844}, bypass_csp=True)
     try:
         page = await _sign_in(ctx, served, alpha.service_key)
         await page.goto(f"{served.url}/studio/memories?user_id=alice")
