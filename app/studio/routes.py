@@ -8,6 +8,7 @@ from typing import Any
 import structlog
 from litestar import Request, Router
 from litestar.di import Provide
+from litestar.exceptions import HTTPException
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Redirect, Response
 from litestar.static_files import create_static_files_router
@@ -77,10 +78,18 @@ def studio_router(settings: Settings) -> Router:
             request, studio.session(request), "error.html", status_code=exc.status_code, error=exc
         )
 
+    def http_error_page(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+        """Litestar's own refusals (a malformed query parameter, 405) as a page too."""
+        refused = AppError(str(exc.detail or "The request is not valid."), code="bad_request")
+        refused.status_code = exc.status_code
+        return studio.page(
+            request, studio.session(request), "error.html", status_code=exc.status_code, error=refused
+        )
+
     return Router(
         path="/studio",
         route_handlers=HANDLERS,
         dependencies={"studio": Provide(lambda: studio, sync_to_thread=False)},
-        exception_handlers={AppError: error_page},
+        exception_handlers={AppError: error_page, HTTPException: http_error_page},
         include_in_schema=False,
     )

@@ -157,6 +157,10 @@ class Studio:
     ) -> AsyncIterator[StudioCall]:
         """The services' context for the tenant the session opened, as the API builds it."""
         runtime = runtime_of(request)
+        if not runtime.settings.mem.enabled:
+            raise NotFound(
+                "The memory module is off on this server (nubase.mem.enabled).", code="mem_disabled"
+            )
         key = await self._tenant_key(runtime, session)
         scope = await resolve_scope(runtime, {"apikey": key})
         tenant = await runtime.platform.get_tenant(scope.tenant_ref)

@@ -60,3 +60,27 @@ async def test_a_tenant_session_may_not_open_admin_pages(client, runtime, tenant
         assert "Sneaky" not in {t.name for t in await runtime.platform.list_tenants()}
     finally:
         client.cookies.clear()
+
+
+async def test_bad_input_is_a_page_with_a_clear_status_and_changes_nothing(client, runtime, tenant):
+    item = await add(client, tenant.service, "Alice likes tea")
+    login = await client.get("/studio/login")
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', login.text).group(1)
+    await client.post("/studio/login", data={"csrf_token": csrf, "key": tenant.service_role_key})
+    try:
+        page = await client.get("/studio/memories/not-a-uuid")
+        assert page.status_code == 404 and "memory_not_found" in page.text
+        assert page.headers["content-type"].startswith("text/html")
+        page = await client.get("/studio/memories?page=abc")
+        assert page.status_code == 400 and page.headers["content-type"].startswith("text/html")
+        page = await client.get("/studio/memories?user_id=alice&meta_key=bad%20key&meta_value=x")
+        assert page.status_code == 400 and "notice error" in page.text
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+        r = await client.post(f"/studio/memories/{item['id']}", data={"csrf_token": csrf, "text": "  "})
+        assert r.status_code == 400 and "text must not be empty" in r.text
+        r = await client.post("/studio/memories/not-a-uuid/delete", data={"csrf_token": csrf})
+        assert r.status_code == 404
+        kept = await client.get(f"/mem/v1/memories/{item['id']}", headers=tenant.service)
+        assert kept.status_code == 200 and kept.json()["memory"] == "Alice likes tea"
+    finally:
+        client.cookies.clear()
