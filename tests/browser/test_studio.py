@@ -511,6 +511,11 @@ async def test_admin_creates_a_tenant_opens_one_and_runs_the_migration(context, 
         await conn.close()
     mine = [r for r in rows if alpha.ref in r]
     assert len(mine) == 1 and f"\t{version}\t" in mine[0], rows
+    # One tenant's migration answers for that tenant alone.
+    await page.click(f"#tenants tr[data-ref='{alpha.ref}'] button:has-text('Migrate')")
+    await page.wait_for_selector("#migrated")
+    rows = await page.locator("#migrated tbody tr").all_inner_texts()
+    assert len(rows) == 1 and alpha.ref in rows[0] and f"\t{version}\t" in rows[0], rows
     # The admin opens a tenant and sees its memories through the same services.
     await page.click(f"#tenants tr[data-ref='{alpha.ref}'] button:has-text('Open')")
     await page.wait_for_selector("#total-memories")
@@ -548,3 +553,10 @@ async def test_the_api_docs_render_offline_and_link_to_studio(context, served):
     assert await page.get_attribute(".memory-nav a:has-text('Studio')", "href") == "/studio"
     assert await page.locator(".opblock").count() > 10
     # context's teardown asserts that no request left 127.0.0.1 (no CDN).
+
+
+async def test_the_axe_check_can_fail(context):
+    page = await context.new_page()
+    await page.set_content("<html><body><input type='text'><img src='data:,'></body></html>")
+    found = {v["id"] for v in await axe_violations(page)}
+    assert {"label", "image-alt"} <= found
