@@ -15,12 +15,14 @@ from app.core.schemas import MEMORY_TYPES
 from app.errors import AppError, BadRequest, NotFound
 from app.memories import overview
 from app.memories import service as memories
+from app.memories.responses import MemoryPage
 from app.memories.schemas import UpdateMemoryRequest
 from app.search import service as search
 from app.search.schemas import SearchRequest
-from app.studio.web import Studio
+from app.studio.web import Studio, StudioCall
 
 PAGE_SIZE = 25
+GROUP_SIZE = 5
 SEARCH_TOP_K = 20
 OWNER_FIELDS = ("user_id", "agent_id", "run_id")
 
@@ -62,25 +64,20 @@ async def memories_page(
     meta_value: str | None = None,
     page: int = 1,
     done: str | None = None,
+    group: str | None = None,
 ) -> Template:
     session = studio.require(request)
     ids = owner_ids(user_id, agent_id, run_id)
     error = listing = None
+    groups: dict[str, MemoryPage] | None = None
     async with studio.tenant(request, session) as call:
         owners = await overview.owners(call.db, call.scope)
         counts = await overview.type_counts(call.db, call.scope, ids)
         try:
-            listing = await memories.list_memories(
-                call.db,
-                call.scope,
-                tenant_wide(ids),
-                memory_type=memory_type or None,
-                filters=metadata_filter(meta_key, meta_value),
-                page=page,
-                page_size=PAGE_SIZE,
-                include_expired=False,
-                deps=call.deps,
-            )
+            if group == "type":
+                groups = await _by_type(call, ids, counts, metadata_filter(meta_key, meta_value))
+            else:
+                listing = await _one_page(call, ids, memory_type, metadata_filter(meta_key, meta_value), page)
         except AppError as exc:
             error = exc.message
     filters = {"memory_type": memory_type, "meta_key": meta_key, "meta_value": meta_value}
@@ -95,12 +92,50 @@ async def memories_page(
         counts=counts,
         types=MEMORY_TYPES,
         listing=listing,
+        groups=groups,
+        group_size=GROUP_SIZE,
         error=error,
         done=done,
         filters=filters,
         owner_query=owner_query,
         pages=_pages(listing.total if listing else 0),
     )
+
+
+async def _one_page(
+    call: StudioCall, ids: dict[str, str | None], memory_type: str | None, filters: Any, page: int
+) -> MemoryPage:
+    return await memories.list_memories(
+        call.db,
+        call.scope,
+        tenant_wide(ids),
+        memory_type=memory_type or None,
+        filters=filters,
+        page=page,
+        page_size=PAGE_SIZE,
+        include_expired=False,
+        deps=call.deps,
+    )
+
+
+async def _by_type(
+    call: StudioCall, ids: dict[str, str | None], counts: dict[str, int], filters: Any
+) -> dict[str, MemoryPage]:
+    """The newest few memories of each type that has any: the Brain Panel's grouped view."""
+    grouped: dict[str, MemoryPage] = {}
+    for memory_type in (t for t in MEMORY_TYPES if counts.get(t)):
+        grouped[memory_type] = await memories.list_memories(
+            call.db,
+            call.scope,
+            tenant_wide(ids),
+            memory_type=memory_type,
+            filters=filters,
+            page=1,
+            page_size=GROUP_SIZE,
+            include_expired=False,
+            deps=call.deps,
+        )
+    return grouped
 
 
 def _pages(total: int) -> int:

@@ -295,6 +295,10 @@ async def test_browse_by_owner_type_and_metadata(context, served, alpha, output_
     rows = await page.locator("#memory-list tbody tr").all_inner_texts()
     assert len(rows) == 1 and "Alice met Bob in Paris" in rows[0]
     await _check_page(page, output_dir, "memories")
+    await page.click("#group-by-type")
+    await page.wait_for_selector("section.group")
+    groups = await page.locator("section.group").evaluate_all("ss => ss.map(s => s.dataset.type)")
+    assert groups == ["LONG_TERM", "SHORT_TERM", "EPISODIC", "SEMANTIC", "PROCEDURAL"]
     await page.goto(f"{served.url}/studio/memories?user_id=alice")
     await page.fill("#meta_key", "source")
     await page.fill("#meta_value", "chat")
