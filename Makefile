@@ -57,8 +57,38 @@ status: $(RUNTIME_STAMP) ## Ask the running server (PORT, or URL=...) for its AP
 	@$(BIN)/python -m app status --json $(if $(URL),--url $(URL))
 
 .PHONY: test
-test: lint ## The full gate: lint (ruff, format, mypy --strict, import contracts), then every test
+test: lint chromium ## The full gate: lint (ruff, format, mypy --strict, import contracts), then every test
 	$(BIN)/python -m pytest -q
+
+# Studio's browser tests drive Debian's chromium through Playwright (Playwright's own browser
+# download cannot work here). Installed once with apt-get when missing.
+CHROMIUM := /usr/bin/chromium
+.PHONY: chromium
+chromium: ## Install Debian's chromium for the browser tests (apt-get, as root) unless it is there
+	@test -x $(CHROMIUM) || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  fi; }
+	@test -x $(CHROMIUM) || { \
+	  echo "error: $(CHROMIUM) is missing and could not be installed: the Studio browser tests need it." >&2; \
+	  echo "       Install Debian's chromium package as root: apt-get install -y chromium" >&2; exit 1; }
+
+# Vendored front-end files, pinned: Swagger UI for /docs (served by the app) and axe-core for the
+# browser tests. `make vendor` fetches them again from the npm registry and checks their digests.
+SWAGGER_UI := swagger-ui-dist@5.35.0
+SWAGGER_UI_SHA256 := 1b8e891893404ea4c3558b6a87e2a3e494e7eedba41168c2ece5800a391a6ea6
+AXE_CORE := axe-core@4.14.1
+AXE_CORE_SHA256 := e6b0ce02b84d892e2e33e403485e7f3d6c29e2be6df65daf44d89ba564139745
+.PHONY: vendor
+vendor: ## Re-fetch the vendored Swagger UI and axe-core (npm pack, pinned, digest-checked)
+	@tmp=$$(mktemp -d) && cd $$tmp && npm pack --silent $(SWAGGER_UI) $(AXE_CORE) >/dev/null && \
+	  echo "$(SWAGGER_UI_SHA256)  swagger-ui-dist-5.35.0.tgz" | sha256sum -c - && \
+	  echo "$(AXE_CORE_SHA256)  axe-core-4.14.1.tgz" | sha256sum -c - && \
+	  mkdir sw ax && tar xzf swagger-ui-dist-5.35.0.tgz -C sw && tar xzf axe-core-4.14.1.tgz -C ax && \
+	  cd $(CURDIR) && d=app/static/vendor/swagger-ui-dist && \
+	  cp $$tmp/sw/package/{swagger-ui-bundle.js,swagger-ui-standalone-preset.js,swagger-ui.css,LICENSE,NOTICE,favicon-32x32.png} $$d/ && \
+	  cp $$tmp/ax/package/axe.min.js tests/browser/vendor/ && cp $$tmp/ax/package/LICENSE tests/browser/vendor/axe-core.LICENSE && \
+	  rm -rf $$tmp && echo "vendored $(SWAGGER_UI) and $(AXE_CORE)"
 
 .PHONY: bench
 bench: $(BENCH_STAMP) ## Benchmarks: LoCoMo recall and search latency (writes bench/results/)

@@ -11,7 +11,6 @@ import structlog
 from litestar import Litestar, Request, Router, get
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
@@ -35,6 +34,8 @@ from app.providers.embeddings import LocalEmbedder, QueryEmbeddingCache, build_e
 from app.runtime import Runtime
 from app.search.routes import SearchController
 from app.settings import Settings
+from app.studio.docs import OfflineSwagger
+from app.studio.routes import static_router, studio_router, template_config
 from app.tenancy.routes import AdminController
 from app.tenancy.service import Platform
 
@@ -43,6 +44,7 @@ log = structlog.get_logger(__name__)
 
 class IndexLinks(msgspec.Struct):
     docs: str
+    studio: str
     openapi: str
     health: str
     ready: str
@@ -61,6 +63,7 @@ async def index(request: Request[Any, Any, Any]) -> Index:
         service="Memory",
         links=IndexLinks(
             docs=f"{base}/docs",
+            studio=f"{base}/studio",
             openapi=f"{base}/docs/openapi.json",
             health=f"{base}/health",
             ready=f"{base}/ready",
@@ -171,7 +174,8 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litesta
         guards=[] if settings.docs_are_public else [admin_guard],
         include_in_schema=False,
     )
-    handlers: list[Any] = [index, health, ready, admin, metrics]
+    # Studio (the web console) and /static (its assets and the vendored Swagger UI).
+    handlers: list[Any] = [index, health, ready, admin, metrics, studio_router(settings), static_router()]
     if settings.mem.enabled:
         # With the module off, /mem/v1, /mem0 and Tabby's /memory do not exist: every path there is a 404.
         handlers += [MemoryController, SearchController, EntityController, TabbyController]
@@ -186,13 +190,14 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litesta
         middleware=[prometheus.middleware],
         exception_handlers=app_exception_handlers(exception_handlers()),
         plugins=[StrictStructSchemas()],
+        template_config=template_config(),
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="Memory",
             version="0.1.0",
             description="Long-term memory for AI applications: the /mem/v1 API and platform admin.",
             openapi_router=docs,
-            render_plugins=[SwaggerRenderPlugin()],
+            render_plugins=[OfflineSwagger()],
             components=Components(security_schemes=dict(SECURITY_SCHEMES)),
         ),
         state=State({"runtime": runtime} if runtime is not None else {}),

@@ -1,4 +1,4 @@
-"""`python -m bench [--only locomo|latency|pipeline|noisy|mcp|mem0] [--sizes 10000,100000] ...`
+"""`python -m bench [--only PART] [--sizes 10000,100000] ...`
 
 (see --help)."""
 
@@ -10,13 +10,14 @@ import os
 import sys
 import time
 import traceback
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from bench import corpus, latency, locomo, mcp_overhead, mem0_overhead, noisy, pipeline, report
+from bench import corpus, latency, locomo, mcp_overhead, mem0_overhead, noisy, pipeline, report, studio_pages
 from bench.progress import log
 from bench.service import ROOT, Service, attach_external, start_managed
 
@@ -29,8 +30,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument(
         "--only",
-        choices=["locomo", "latency", "pipeline", "noisy", "mcp", "mem0"],
-        help="run one part only (default: all six)",
+        choices=["locomo", "latency", "pipeline", "noisy", "mcp", "mem0", "studio"],
+        help="run one part only (default: all of them)",
     )
     p.add_argument("--noisy-flood", type=int, default=None, help="noisy neighbour: A's requests (3000)")
     p.add_argument("--pipeline-adds", type=int, default=None, help="infer=true adds at concurrency 1 (100)")
@@ -80,6 +81,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="concurrency of the measured LoCoMo searches (default 1)",
     )
     p.add_argument("--add-concurrency", type=int, default=16, help="adds in flight for LoCoMo (default 16)")
+    p.add_argument(
+        "--studio-memories", type=int, default=None, help="one owner's memories for Studio's pages (10000)"
+    )
     p.add_argument("--url", help="benchmark an already running service instead of starting one")
     p.add_argument("--admin-key", default=os.environ.get("MEM_ADMIN_KEY"), help="with --url")
     p.add_argument("--database-url", help="with --url: a superuser DSN of its PostgreSQL (for seeding)")
@@ -99,48 +103,49 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.locomo_samples = args.locomo_samples or (1 if q else None)
     args.pipeline_adds = args.pipeline_adds or (20 if q else 100)
     args.noisy_flood = args.noisy_flood or (500 if q else 3000)
+    args.studio_memories = args.studio_memories or (2000 if q else 10_000)
     if args.url and not args.admin_key:
         p.error("--url needs --admin-key (or MEM_ADMIN_KEY)")
     return args
 
 
-async def run(args: argparse.Namespace, results: dict[str, Any]) -> None:
-    do_locomo = args.only in (None, "locomo")
-    do_latency = args.only in (None, "latency")
-    if args.only in (None, "pipeline") and not args.url:
-        # Its own service: the chat and embedding providers are a fake server of fixed latency.
-        results["pipeline"] = await pipeline.run(
-            ROOT / "bench" / ".data",
+def own_service_parts(args: argparse.Namespace) -> dict[str, Callable[[], Awaitable[dict[str, Any]]]]:
+    """The parts that start a service of their own (never against --url), in the order they run."""
+    data = ROOT / "bench" / ".data"
+    return {
+        # The chat and embedding providers are a fake server of fixed latency.
+        "pipeline": lambda: pipeline.run(
+            data,
             args.out / "service-pipeline.log",
             adds=args.pipeline_adds,
             adds_c16=4 * args.pipeline_adds,
             time_cap=args.time_cap,
-        )
-    if args.only in (None, "noisy") and not args.url:
-        # Its own service: tenant A floods while tenant B searches (issue 9).
-        results["noisy"] = await noisy.run(
-            ROOT / "bench" / ".data",
-            args.out / "service-noisy.log",
-            flood_requests=args.noisy_flood,
-            time_cap=args.time_cap,
-        )
-    if args.only in (None, "mcp") and not args.url:
-        # Its own service: search_memories through /mcp against POST /mem/v1/search (issue 12).
-        results["mcp"] = await mcp_overhead.run_managed(
-            ROOT / "bench" / ".data",
-            args.out / "service-mcp.log",
-            memories=100,
-            queries=100 if args.quick else 300,
-        )
-    if args.only in (None, "mem0") and not args.url:
-        # Its own service: POST /mem0/v3/memories/search/ against POST /mem/v1/search (issue 8).
-        results["mem0"] = await mem0_overhead.run_managed(
-            ROOT / "bench" / ".data",
-            args.out / "service-mem0.log",
-            memories=100,
-            queries=100 if args.quick else 400,
-        )
-    if args.only in ("pipeline", "noisy", "mcp", "mem0"):
+        ),
+        # Tenant A floods while tenant B searches (issue 9).
+        "noisy": lambda: noisy.run(
+            data, args.out / "service-noisy.log", flood_requests=args.noisy_flood, time_cap=args.time_cap
+        ),
+        # search_memories through /mcp against POST /mem/v1/search (issue 12).
+        "mcp": lambda: mcp_overhead.run_managed(
+            data, args.out / "service-mcp.log", memories=100, queries=100 if args.quick else 300
+        ),
+        # POST /mem0/v3/memories/search/ against POST /mem/v1/search (issue 8).
+        "mem0": lambda: mem0_overhead.run_managed(
+            data, args.out / "service-mem0.log", memories=100, queries=100 if args.quick else 400
+        ),
+    }
+
+
+async def run(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    do_locomo = args.only in (None, "locomo")
+    do_latency = args.only in (None, "latency")
+    do_studio = args.only in (None, "studio")
+    parts = own_service_parts(args)
+    if not args.url:
+        for name, part in parts.items():
+            if args.only in (None, name):
+                results[name] = await part()
+    if args.only in parts:
         return
     prepared: dict[str, Any] = {}
     if do_latency:
@@ -198,6 +203,9 @@ async def run(args: argparse.Namespace, results: dict[str, Any]) -> None:
             results["service"]["rss_after_locomo_bytes"] = service.rss_bytes()
         if do_latency:
             await run_latency(args, service, prepared, results["latency"], signals_status)
+        if do_studio:
+            # Studio's pages for one owner with 10,000 memories (issue 10: under 300 ms each).
+            results["studio"] = await studio_pages.run(service, memories=args.studio_memories, seed=args.seed)
     finally:
         results["service"]["rss_at_end_bytes"] = service.rss_bytes()
         log("service: stopping")

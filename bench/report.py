@@ -323,6 +323,19 @@ def _pipeline_summary(pipe: dict[str, Any]) -> list[str]:
     ]
 
 
+def _studio_summary(studio: dict[str, Any]) -> list[str]:
+    lines = [
+        "",
+        f"Studio pages, one owner with {studio['memories']} memories (target {studio['target_ms']:.0f} ms):",
+    ]
+    for name, p in studio["pages"].items():
+        lines.append(
+            f"  {name:<28} p50 {p['p50_ms']:>7.1f} ms  p95 {p['p95_ms']:>7.1f} ms  max {p['max_ms']:>7.1f} ms"
+        )
+    lines.append(f"  every page's p95 under target: {studio['all_under_target_p95']}")
+    return lines
+
+
 def summary(results: dict[str, Any]) -> str:
     out: list[str] = []
     loc = results.get("locomo")
@@ -334,6 +347,8 @@ def summary(results: dict[str, Any]) -> str:
     pipe = results.get("pipeline")
     if pipe:
         out += _pipeline_summary(pipe)
+    if results.get("studio"):
+        out += _studio_summary(results["studio"])
     if results.get("ratios"):
         out += ["", "Ratios within this run: " + json.dumps(results["ratios"])]
     if results.get("error"):

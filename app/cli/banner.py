@@ -56,7 +56,7 @@ def rows(pairs: list[tuple[str, Any]]) -> list[str]:
 def render_plain_banner(api_url: str) -> str:
     """Without a demo tenant: where the service is, and how to make a tenant."""
     lines = ["", "Memory is running.", ""]
-    lines += rows([("API URL", api_url), ("Docs", f"{api_url}/docs")])
+    lines += rows([("API URL", api_url), ("Docs", f"{api_url}/docs"), ("Studio", f"{api_url}/studio")])
     lines += ["", "  Create a tenant (prints its keys): python -m app tenant create 'My app'", ""]
     return "\n".join(lines)
 
@@ -67,6 +67,7 @@ def render_banner(info: dict[str, Any]) -> str:
         [
             ("API URL", info["api_url"]),
             ("Docs", info["docs_url"]),
+            ("Studio", f"{info['api_url']}/studio"),
             ("Tenant ref", info["tenant_ref"]),
             ("anon key", info["anon_key"]),
             ("service_role key", info["service_role_key"]),

@@ -125,7 +125,7 @@ def history_view(row: Any) -> HistoryEntry:
 
 
 def entity_view(row: Any) -> Entity:
-    keys = row.keys()
+    keys = set(row.keys())  # asyncpg: an iterator, which a first `in` would use up
     return Entity(
         id=str(row["id"]),
         text=row["text"],

@@ -55,3 +55,29 @@ async def delete_for_owner(conn: asyncpg.Connection, entity_id: UUID, owner: Own
         *clause.params,
     )
     return deleted is not None
+
+
+async def graph_for_owner(
+    conn: asyncpg.Connection, owner: Owner, *, max_entities: int, max_links: int
+) -> list[asyncpg.Record]:
+    """The owner's most linked entities and their links to live memories (entity, memory, text)."""
+    clause = owner_clause(owner, 3, alias="e")
+    return list(
+        await conn.fetch(
+            f"""WITH top AS (
+                    SELECT e.id, e.text, e.entity_type,
+                           (SELECT count(*) FROM mem.entity_links l WHERE l.entity_id = e.id) AS n
+                    FROM mem.entities e WHERE {clause.sql}
+                    ORDER BY n DESC, lower(e.text) LIMIT $1)
+                SELECT top.id AS entity_id, top.text AS entity_text, top.entity_type, top.n AS memory_count,
+                       m.id AS memory_id, m.memory
+                FROM top
+                LEFT JOIN mem.entity_links l ON l.entity_id = top.id
+                LEFT JOIN mem.memories m ON m.id = l.memory_id AND m.deleted_at IS NULL
+                ORDER BY top.n DESC, lower(top.text), l.created_at
+                LIMIT $2""",
+            max_entities,
+            max_links,
+            *clause.params,
+        )
+    )

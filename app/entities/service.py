@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from uuid import UUID
 
 from app.auth.scope import MemoryAuthScope
@@ -45,3 +46,51 @@ async def delete_entity(db: TenantSession, scope: MemoryAuthScope, entity_id: UU
     if not await repo.delete_for_owner(await db.connection(), entity_id, scope.owner()):
         raise NotFound("No entity with this id.", code="entity_not_found")
     return Deleted(id=str(entity_id), message="Entity deleted; its links to memories are gone.")
+
+
+@dataclass(frozen=True)
+class GraphNode:
+    id: str
+    kind: str  # "entity" or "memory"
+    label: str
+    entity_type: str | None = None
+    memory_count: int = 0
+
+
+@dataclass
+class Graph:
+    """Entity ↔ memory links of an owner, for drawing. Entity ↔ entity relations are not stored yet."""
+
+    nodes: list[GraphNode] = field(default_factory=list)
+    edges: list[tuple[str, str]] = field(default_factory=list)
+    truncated: bool = False
+
+
+MAX_GRAPH_ENTITIES = 40
+MAX_GRAPH_LINKS = 200
+
+
+async def entity_graph(db: TenantSession, scope: MemoryAuthScope, owner_ids: dict[str, str | None]) -> Graph:
+    owner = scope.owner(owner_ids.get("user_id"), owner_ids.get("agent_id"), owner_ids.get("run_id"))
+    rows = await repo.graph_for_owner(
+        await db.connection(), owner, max_entities=MAX_GRAPH_ENTITIES, max_links=MAX_GRAPH_LINKS + 1
+    )
+    graph = Graph(truncated=len(rows) > MAX_GRAPH_LINKS)
+    seen: set[str] = set()
+    for row in rows[:MAX_GRAPH_LINKS]:
+        entity_id = str(row["entity_id"])
+        if entity_id not in seen:
+            seen.add(entity_id)
+            graph.nodes.append(
+                GraphNode(
+                    entity_id, "entity", row["entity_text"], row["entity_type"], int(row["memory_count"])
+                )
+            )
+        if row["memory_id"] is None:
+            continue
+        memory_id = str(row["memory_id"])
+        if memory_id not in seen:
+            seen.add(memory_id)
+            graph.nodes.append(GraphNode(memory_id, "memory", row["memory"]))
+        graph.edges.append((entity_id, memory_id))
+    return graph

@@ -312,3 +312,48 @@ async def table_counts(conn: asyncpg.Connection) -> dict[str, int]:
                   (SELECT count(*) FROM mem.config) AS config"""
     )
     return {k: int(v) for k, v in dict(row).items()}
+
+
+# --- Studio's overview: counts an owner's (or, for service_role, the tenant's) memories -------------
+
+
+async def counts_by_type(conn: asyncpg.Connection, owner: Owner) -> dict[str, int]:
+    clause = owner_clause(owner, 1)
+    rows = await conn.fetch(
+        f"""SELECT m.memory_type, count(*) AS n FROM mem.memories m
+            WHERE {clause.sql} AND {visibility(False)} GROUP BY m.memory_type""",
+        *clause.params,
+    )
+    return {r["memory_type"]: int(r["n"]) for r in rows}
+
+
+async def owners_with_counts(conn: asyncpg.Connection, owner: Owner, *, limit: int) -> dict[str, list[Any]]:
+    """Per owner field, its most frequent values among live memories: [(value, count), ...]."""
+    clause = owner_clause(owner, 2)
+    out: dict[str, list[Any]] = {}
+    for name in ("user_id", "agent_id", "run_id"):
+        rows = await conn.fetch(
+            f"""SELECT m.{name} AS value, count(*) AS n FROM mem.memories m
+                WHERE {clause.sql} AND {LIVE} AND m.{name} IS NOT NULL
+                GROUP BY m.{name} ORDER BY count(*) DESC, m.{name} LIMIT $1""",
+            limit,
+            *clause.params,
+        )
+        out[name] = [(r["value"], int(r["n"])) for r in rows]
+    return out
+
+
+async def adds_per_day(conn: asyncpg.Connection, owner: Owner, *, days: int) -> list[tuple[str, int]]:
+    """ADD events per UTC day over the last `days` days, oldest first, days without adds included."""
+    clause = owner_clause(owner, 2, alias="h")
+    rows = await conn.fetch(
+        f"""SELECT d::date AS day, count(h.id) AS n
+            FROM generate_series((now() AT TIME ZONE 'UTC')::date - ($1::int - 1),
+                                 (now() AT TIME ZONE 'UTC')::date, interval '1 day') AS d
+            LEFT JOIN mem.memory_history h
+              ON (h.created_at AT TIME ZONE 'UTC')::date = d::date AND h.event = 'ADD' AND {clause.sql}
+            GROUP BY d ORDER BY d""",
+        days,
+        *clause.params,
+    )
+    return [(r["day"].isoformat(), int(r["n"])) for r in rows]
