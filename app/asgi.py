@@ -35,6 +35,7 @@ from app.search.routes import SearchController
 from app.settings import Settings
 from app.tenancy.routes import AdminController
 from app.tenancy.service import Platform
+from app.worker.workers import QueueWorkers
 
 log = structlog.get_logger(__name__)
 
@@ -147,6 +148,11 @@ def _lifespan(
                 app.state["runtime"] = rt
                 if isinstance(rt.embedder, LocalEmbedder):
                     await rt.embedder.warm_up()
+            if settings.mem.enabled and settings.queue.workers > 0:
+                # Async adds: stopped (running jobs finish or are handed back) before the runtime closes.
+                workers = QueueWorkers(_runtime(app), settings.queue)
+                await workers.start()
+                stack.push_async_callback(workers.stop)
             if mcp is not None:
                 # The MCP session manager's task group lives as long as the app; closed first.
                 await stack.enter_async_context(mcp.session_manager.run())

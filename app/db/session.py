@@ -80,6 +80,7 @@ class TenantSession:
         self._acquire_timeout = acquire_timeout
         self._conn: asyncpg.Connection | None = None
         self._tx: Transaction | None = None
+        self._after_commit: list[Callable[[], None]] = []
 
     async def connection(self) -> asyncpg.Connection:
         if self._conn is None:
@@ -136,8 +137,17 @@ class TenantSession:
             raise DatabaseBusy(headers=retry_after(1)) from None
         return conn
 
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once the transaction has committed (never when it rolls back).
+
+        For what other tasks of this process may act on only once the rows are visible to them,
+        e.g. waking the queue workers for a job just enqueued.
+        """
+        self._after_commit.append(callback)
+
     async def finish(self, *, commit: bool) -> None:
         conn, tx = self._conn, self._tx
+        callbacks, self._after_commit = self._after_commit, []
         self._conn = self._tx = None
         if conn is None or tx is None:
             return
@@ -148,3 +158,6 @@ class TenantSession:
                 await tx.rollback()
         finally:
             await self._pool.release(conn)
+        if commit:
+            for callback in callbacks:
+                callback()

@@ -6,37 +6,16 @@ have always been.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 from msgspec import UNSET, UnsetType
 
+# The add answer lives in app.core.views, shared with async-add events (app/core/jobs).
+from app.core.views import AddResponse as AddResponse
+from app.core.views import AddResult as AddResult
 from app.core.views import Memory
-
-
-class AddResult(msgspec.Struct, omit_defaults=True):
-    """What an add did with one fact: ADD, UPDATE, DELETE, or NONE (already known)."""
-
-    # Null only for a NONE on a text that matches nothing stored.
-    id: str | None
-    memory: str
-    event: Literal["ADD", "UPDATE", "DELETE", "NONE"]
-    previous_memory: str | UnsetType = UNSET  # UPDATE only
-    memory_type: str | UnsetType = UNSET  # ADD and UPDATE
-
-
-class Skipped(msgspec.Struct, omit_defaults=True, kw_only=True):
-    """A decision the add did not apply, and why: by its index in the model's answer, or by text."""
-
-    index: int | UnsetType | None = UNSET
-    text: str | UnsetType = UNSET
-    reason: str
-
-
-class AddResponse(msgspec.Struct, omit_defaults=True):
-    results: list[AddResult]
-    skipped: list[Skipped] | UnsetType = UNSET
-    notes: list[str] | UnsetType = UNSET
+from app.core.views import Skipped as Skipped
 
 
 class MemoryPage(msgspec.Struct):
