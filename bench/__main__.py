@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from bench import corpus, latency, locomo, mcp_overhead, noisy, pipeline, report
+from bench import corpus, latency, locomo, mcp_overhead, noisy, pipeline, queue_adds, report
 from bench.progress import log
 from bench.service import ROOT, Service, attach_external, start_managed
 
@@ -27,8 +27,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument(
         "--only",
-        choices=["locomo", "latency", "pipeline", "noisy", "mcp"],
-        help="run one part only (default: all five)",
+        choices=["locomo", "latency", "pipeline", "noisy", "mcp", "queue"],
+        help="run one part only (default: all six)",
     )
     p.add_argument("--noisy-flood", type=int, default=None, help="noisy neighbour: A's requests (3000)")
     p.add_argument("--pipeline-adds", type=int, default=None, help="infer=true adds at concurrency 1 (100)")
@@ -130,7 +130,16 @@ async def run(args: argparse.Namespace, results: dict[str, Any]) -> None:
             memories=100,
             queries=100 if args.quick else 300,
         )
-    if args.only in ("pipeline", "noisy", "mcp"):
+    if args.only in (None, "queue") and not args.url:
+        # Its own services (one per worker count): async adds on the durable queue (issue 8).
+        results["queue"] = await queue_adds.run(
+            ROOT / "bench" / ".data",
+            args.out,
+            accepts=50 if args.quick else 200,
+            sequential=5 if args.quick else 20,
+            c16=32 if args.quick else 160,
+        )
+    if args.only in ("pipeline", "noisy", "mcp", "queue"):
         return
     prepared: dict[str, Any] = {}
     if do_latency:
@@ -278,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     print(report.summary(results))
     if "noisy" in results:
         print("\n" + noisy.summary(results["noisy"]))
+    if "queue" in results:
+        print(queue_adds.summary(results["queue"]))
     print(f"\nresults: {path} (and {args.out / 'latest.json'}), {results['duration_s']}s in all")
     return code
 

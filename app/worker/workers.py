@@ -6,12 +6,16 @@ How a worker finds work without a connection per tenant database (LISTEN would n
   falls due): jobs enqueued through another replica, retries whose backoff ends, and RUNNING
   jobs whose worker died (their lease runs out) are found that way;
 - a tenant whose claim finds nothing is asked when its next job is due, and is looked at again then.
+
+A tenant runs at most half its connection pool's worth of jobs at once (each job holds one
+connection while it writes): its requests, reads of events included, always keep the other half.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from contextlib import suppress
 
 import structlog
@@ -19,6 +23,7 @@ import structlog
 from app.access import tenant_transaction
 from app.core.jobs import service as jobs
 from app.core.jobs.service import ClaimedJob, QueueState
+from app.db.session import DatabaseBusy
 from app.runtime import Runtime
 from app.settings import QueueSettings
 from app.worker.metrics import QUEUE_DEPTH
@@ -39,6 +44,8 @@ class QueueWorkers:
         self.settings = settings or runtime.settings.queue
         self.rotation = TenantRotation()
         self._depth: dict[str, QueueState] = {}
+        self._running: Counter[str] = Counter()
+        self._per_tenant = max(1, runtime.pools.max_size // 2)
         self._wake = asyncio.Event()
         self._stopping = False
         self._scanner: asyncio.Task[None] | None = None
@@ -78,16 +85,22 @@ class QueueWorkers:
     async def _work_forever(self) -> None:
         while not self._stopping:
             self._wake.clear()
-            ref = self.rotation.take(time.monotonic())
+            busy = {ref for ref, n in self._running.items() if n >= self._per_tenant}
+            ref = self.rotation.take(time.monotonic(), busy)
             if ref is None:
-                wait = self.rotation.seconds_to_next(time.monotonic())
+                # A busy tenant's due jobs wait for one of its jobs to finish, which sets _wake.
+                wait = self.rotation.seconds_to_next(time.monotonic(), busy)
                 with suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), wait if wait is not None else None)
                 continue
-            job = await self._claim(ref)
-            if job is not None:
-                await run_job(self.runtime, job, self.settings)
-                self._wake.set()  # the tenant may hold more: let an idle worker look too
+            self._running[ref] += 1
+            try:
+                job = await self._claim(ref)
+                if job is not None:
+                    await run_job(self.runtime, job, self.settings)
+            finally:
+                self._running[ref] -= 1
+            self._wake.set()  # the tenant may hold more, or has a free slot again: let idle workers look
 
     async def _claim(self, ref: str) -> ClaimedJob | None:
         asked = time.monotonic()
@@ -95,6 +108,9 @@ class QueueWorkers:
             async with tenant_transaction(self.runtime, service_scope(ref)) as db:
                 job = await jobs.claim(db, ref, self.settings.lease_seconds)
                 state = None if job is not None else await jobs.queue_state(db)
+        except DatabaseBusy:  # the tenant's requests hold every connection: they go first
+            self.rotation.due_at(ref, time.monotonic() + 1.0)
+            return None
         except Exception:
             log.warning("job_claim_failed", tenant=ref, exc_info=True)
             self.rotation.due_at(ref, time.monotonic() + self.settings.scan_seconds)

@@ -83,3 +83,14 @@ def test_queue_settings_come_from_the_environment_and_are_checked():
         load_settings({"MEM_QUEUE_WORKERS": "-1"})
     with pytest.raises(SettingsError, match="MEM_QUEUE_MAX_ATTEMPTS"):
         load_settings({"MEM_QUEUE_MAX_ATTEMPTS": "0"})
+
+
+def test_a_tenant_at_its_job_limit_is_passed_over_until_a_job_finishes():
+    rotation = TenantRotation()
+    rotation.wake("full", 0.0)
+    rotation.wake("other", 0.0)
+    assert rotation.take(1.0, busy={"full"}) == "other"
+    rotation.forget("other")
+    assert rotation.take(1.0, busy={"full"}) is None
+    assert rotation.seconds_to_next(1.0, busy={"full"}) is None  # nothing to wait for but a wake-up
+    assert rotation.take(1.0) == "full"
