@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Container
 
 
 class TenantRotation:
@@ -41,15 +40,14 @@ class TenantRotation:
         self._due.pop(ref, None)
         self._woken.pop(ref, None)
 
-    def take(self, now: float, busy: Container[str] = ()) -> str | None:
-        """The first due tenant not in `busy`, moved to the back of the order; None when none is."""
+    def take(self, now: float) -> str | None:
+        """The first due tenant, moved to the back of the order; None when none is due."""
         for ref, when in self._due.items():
-            if when <= now and ref not in busy:
+            if when <= now:
                 self._due.move_to_end(ref)
                 return ref
         return None
 
-    def seconds_to_next(self, now: float, busy: Container[str] = ()) -> float | None:
-        """How long until a tenant not in `busy` is due; None when there is none."""
-        times = [when for ref, when in self._due.items() if ref not in busy]
-        return max(0.0, min(times) - now) if times else None
+    def seconds_to_next(self, now: float) -> float | None:
+        """How long until the next tenant is due; None when there is none."""
+        return max(0.0, min(self._due.values()) - now) if self._due else None

@@ -94,11 +94,13 @@ async def kept_lease(runtime: Runtime, job: ClaimedJob, queue: QueueSettings) ->
             await task
 
 
-async def _attempt(runtime: Runtime, job: ClaimedJob, queue: QueueSettings) -> float:
+async def _attempt(
+    runtime: Runtime, job: ClaimedJob, queue: QueueSettings, slots: asyncio.Semaphore | None
+) -> float:
     """Run the add and mark the job SUCCEEDED in the same transaction; the enqueue-to-done latency."""
     request = msgspec.convert(job.payload, AddMemoryRequest)
     deps = await memory_deps(runtime, job.scope)
-    async with kept_lease(runtime, job, queue), tenant_transaction(runtime, job.scope) as db:
+    async with kept_lease(runtime, job, queue), tenant_transaction(runtime, job.scope, slots=slots) as db:
         response = await add_memories(db, job.scope, request, deps)
         event = await jobs.succeed(db, job, response)
         if event is None:
@@ -129,15 +131,18 @@ async def _release(runtime: Runtime, job: ClaimedJob) -> None:
             await jobs.release(db, job)
 
 
-async def run_job(runtime: Runtime, job: ClaimedJob, queue: QueueSettings) -> str:
-    """One attempt; the outcome (SUCCEEDED, RETRIED, FAILED, LOST or RELEASED) as recorded."""
+async def run_job(
+    runtime: Runtime, job: ClaimedJob, queue: QueueSettings, slots: asyncio.Semaphore | None = None
+) -> str:
+    """One attempt; the outcome (SUCCEEDED, RETRIED, FAILED, LOST or RELEASED) as recorded.
+    `slots` bounds the connections the tenant's jobs hold at once."""
     started = time.monotonic()
     with structlog.contextvars.bound_contextvars(
         event_id=str(job.id), tenant=job.scope.tenant_ref, request_id=job.request_id
     ):
         log.info("job_started", attempt=job.attempts)
         try:
-            outcome = await _outcome(runtime, job, queue)
+            outcome = await _outcome(runtime, job, queue, slots)
         except asyncio.CancelledError:
             await asyncio.shield(_release(runtime, job))
             JOB_OUTCOMES.labels(RELEASED).inc()
@@ -154,7 +159,9 @@ async def run_job(runtime: Runtime, job: ClaimedJob, queue: QueueSettings) -> st
         return outcome
 
 
-async def _outcome(runtime: Runtime, job: ClaimedJob, queue: QueueSettings) -> str:
+async def _outcome(
+    runtime: Runtime, job: ClaimedJob, queue: QueueSettings, slots: asyncio.Semaphore | None
+) -> str:
     if job.attempts > queue.max_attempts:
         # Taken again after its lease ran out that often: a process died during each attempt.
         async with tenant_transaction(runtime, service_scope(job.scope.tenant_ref)) as db:
@@ -162,7 +169,7 @@ async def _outcome(runtime: Runtime, job: ClaimedJob, queue: QueueSettings) -> s
             await jobs.fail(db, job, "worker_lost", message)
         return FAILED
     try:
-        latency = await _attempt(runtime, job, queue)
+        latency = await _attempt(runtime, job, queue, slots)
     except ClaimLost:
         log.warning("job_claim_lost", attempt=job.attempts)
         return LOST

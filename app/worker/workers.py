@@ -7,15 +7,15 @@ How a worker finds work without a connection per tenant database (LISTEN would n
   jobs whose worker died (their lease runs out) are found that way;
 - a tenant whose claim finds nothing is asked when its next job is due, and is looked at again then.
 
-A tenant runs at most half its connection pool's worth of jobs at once (each job holds one
-connection while it writes): its requests, reads of events included, always keep the other half.
+A tenant's jobs hold at most half its connection pool at once (a job holds one while it reads
+candidates and while it writes, none while the model thinks): its requests, reads of events
+included, always find the other half. More jobs than that may run; they wait for a connection.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter
 from contextlib import suppress
 
 import structlog
@@ -44,8 +44,7 @@ class QueueWorkers:
         self.settings = settings or runtime.settings.queue
         self.rotation = TenantRotation()
         self._depth: dict[str, QueueState] = {}
-        self._running: Counter[str] = Counter()
-        self._per_tenant = max(1, runtime.pools.max_size // 2)
+        self._slots: dict[str, asyncio.Semaphore] = {}
         self._wake = asyncio.Event()
         self._stopping = False
         self._scanner: asyncio.Task[None] | None = None
@@ -85,22 +84,21 @@ class QueueWorkers:
     async def _work_forever(self) -> None:
         while not self._stopping:
             self._wake.clear()
-            busy = {ref for ref, n in self._running.items() if n >= self._per_tenant}
-            ref = self.rotation.take(time.monotonic(), busy)
+            ref = self.rotation.take(time.monotonic())
             if ref is None:
-                # A busy tenant's due jobs wait for one of its jobs to finish, which sets _wake.
-                wait = self.rotation.seconds_to_next(time.monotonic(), busy)
+                wait = self.rotation.seconds_to_next(time.monotonic())
                 with suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), wait if wait is not None else None)
                 continue
-            self._running[ref] += 1
-            try:
-                job = await self._claim(ref)
-                if job is not None:
-                    await run_job(self.runtime, job, self.settings)
-            finally:
-                self._running[ref] -= 1
-            self._wake.set()  # the tenant may hold more, or has a free slot again: let idle workers look
+            job = await self._claim(ref)
+            if job is not None:
+                await run_job(self.runtime, job, self.settings, self._tenant_slots(ref))
+                self._wake.set()  # the tenant may hold more: let an idle worker look too
+
+    def _tenant_slots(self, ref: str) -> asyncio.Semaphore:
+        if ref not in self._slots:
+            self._slots[ref] = asyncio.Semaphore(max(1, self.runtime.pools.max_size // 2))
+        return self._slots[ref]
 
     async def _claim(self, ref: str) -> ClaimedJob | None:
         asked = time.monotonic()
@@ -147,6 +145,7 @@ class QueueWorkers:
         refs = {t.ref for t in tenants if t.has_mem_schema}
         for gone in set(self._depth) - refs:
             self._depth.pop(gone, None)
+            self._slots.pop(gone, None)
             self.rotation.forget(gone)
         for ref in refs:
             asked = time.monotonic()

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 import msgspec
 import pytest
 
+from app.db.session import BoundedPool
 from app.errors import BadRequest, Forbidden, ProviderError, ProviderTimeout, ProviderUnavailable, RateLimited
 from app.settings import QueueSettings, SettingsError, load_settings
 from app.worker.rotation import TenantRotation
@@ -85,12 +88,26 @@ def test_queue_settings_come_from_the_environment_and_are_checked():
         load_settings({"MEM_QUEUE_MAX_ATTEMPTS": "0"})
 
 
-def test_a_tenant_at_its_job_limit_is_passed_over_until_a_job_finishes():
-    rotation = TenantRotation()
-    rotation.wake("full", 0.0)
-    rotation.wake("other", 0.0)
-    assert rotation.take(1.0, busy={"full"}) == "other"
-    rotation.forget("other")
-    assert rotation.take(1.0, busy={"full"}) is None
-    assert rotation.seconds_to_next(1.0, busy={"full"}) is None  # nothing to wait for but a wake-up
-    assert rotation.take(1.0) == "full"
+class _Pool:
+    """Stands in for an asyncpg pool: hands out numbered connections."""
+
+    def __init__(self) -> None:
+        self.out = 0
+
+    async def acquire(self, *, timeout: float | None = None) -> int:  # noqa: ASYNC109 (asyncpg's name)
+        self.out += 1
+        return self.out
+
+    async def release(self, connection: int) -> None:
+        self.out -= 1
+
+
+async def test_a_bounded_pool_makes_the_third_caller_wait_for_a_release_instead_of_failing():
+    pool = _Pool()
+    bounded = BoundedPool(pool, asyncio.Semaphore(2))
+    first, _ = await bounded.acquire(timeout=1), await bounded.acquire(timeout=1)
+    third = asyncio.ensure_future(bounded.acquire(timeout=1))
+    await asyncio.sleep(0.05)
+    assert not third.done() and pool.out == 2
+    await bounded.release(first)
+    assert await asyncio.wait_for(third, 1) and pool.out == 2
