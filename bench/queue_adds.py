@@ -8,7 +8,8 @@
   jobs completed per second.
 
 Each worker count (MEM_QUEUE_WORKERS) gets a service of its own; the provider is the fake server of
-testsupport/ on 127.0.0.1 (generic provider, as in the pipeline part).
+testsupport/ on 127.0.0.1 (generic provider, as in the pipeline part). With 0 workers (a replica that
+only accepts) only the accept path is measured: no job runs beside it in the process.
 """
 
 from __future__ import annotations
@@ -135,6 +136,14 @@ async def reference(client: httpx.AsyncClient, n: int = 50) -> dict[str, Any]:
     return percentiles(samples)
 
 
+async def _accept_only(service: Service, tenant: Tenant, args: dict[str, Any]) -> dict[str, Any]:
+    async with new_client(service.url, tenant.headers, 16) as client:
+        case: dict[str, Any] = {"ready_reference_ms": await reference(client)}
+        case["accept"] = await accept_latency(client, args["accepts"], "accept-only")
+    log(f"queue, no workers: accept {case['accept']['client_ms']}")
+    return {"accept_only": case}
+
+
 async def _measure(
     service: Service, tenant: Tenant, fake: FakeProviderServer, args: dict[str, Any]
 ) -> dict[str, Any]:
@@ -194,7 +203,7 @@ async def run(
     data_dir: Path,
     log_dir: Path,
     *,
-    workers: tuple[int, ...] = (2, 16),
+    workers: tuple[int, ...] = (0, 2, 16),
     accepts: int = 200,
     sequential: int = 20,
     c16: int = 160,
@@ -210,7 +219,10 @@ async def run(
             )
             try:
                 tenant = await service.create_tenant(f"bench-queue-w{count}")
-                out["workers"][str(count)] = await _measure(service, tenant, fake, args)
+                measure = (
+                    _measure(service, tenant, fake, args) if count else _accept_only(service, tenant, args)
+                )
+                out["workers"][str(count)] = await measure
                 out["workers"][str(count)]["rss_bytes"] = service.rss_bytes()
             finally:
                 await service.stop()
@@ -234,6 +246,12 @@ def summary(result: dict[str, Any]) -> str:
     ]
     for count, cases in result.get("workers", {}).items():
         lines += [_row(count, c) for c in cases.values() if isinstance(c, dict) and "c16" in c]
+        only = cases.get("accept_only")
+        if only:
+            acc = only["accept"]["client_ms"]
+            lines.append(
+                f"{count:>7}  (none)  {_n(acc['p50'])}/{_n(acc['p95'])}: accepting only, no job runs beside"
+            )
     return "\n".join(lines)
 
 
