@@ -13,6 +13,7 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -230,6 +231,29 @@ async def test_a_users_job_whose_payload_names_another_user_fails_and_writes_not
     done = await wait_for(api, keys.service, str(job_id), {"SUCCEEDED", "FAILED"})
     assert (done["status"], done["attempts"], done["error"]["code"]) == ("FAILED", 1, "user_scope_violation")
     assert await memories(runtime_, keys) == []
+
+
+async def test_a_tenant_with_one_job_is_not_stuck_behind_a_tenant_with_many(
+    api, runtime_, keys, workers, fake_provider
+):
+    fake_provider.set_fault(Fault(delay=0.15), family="chat")
+    small = await new_tenant(runtime_, "Small")
+    many = [await async_add(api, keys.service, f"Alice fact number {i}", user_id="alice") for i in range(20)]
+    (one,) = [await async_add(api, small.service, "Bob has one fact", user_id="bob")]
+    done = await wait_for(api, small.service, one["id"], {"SUCCEEDED"})
+    finished = [await wait_for(api, keys.service, e["id"], {"SUCCEEDED"}) for e in many]
+    at = datetime.fromisoformat
+    # Round robin: the small tenant's job is taken by the next free worker or the one after it, not
+    # after the big tenant's queue (FIFO would run every job of it that was still waiting first).
+    overtook = [
+        e
+        for e in finished
+        if at(e["started_at"]) > at(one["created_at"]) and at(e["finished_at"]) < at(done["finished_at"])
+    ]
+    assert len(overtook) <= 3, [e["started_at"] for e in overtook]
+    assert sum(at(e["started_at"]) > at(one["created_at"]) for e in finished) >= 4, (
+        "the big queue was still long"
+    )
 
 
 # --- retries and failures -----------------------------------------------------------------------------
