@@ -91,9 +91,13 @@ class QueueWorkers:
                     await asyncio.wait_for(self._wake.wait(), wait if wait is not None else None)
                 continue
             job = await self._claim(ref)
-            if job is not None:
+            if job is None:
+                continue
+            try:
                 await run_job(self.runtime, job, self.settings, self._tenant_slots(ref))
-                self._wake.set()  # the tenant may hold more: let an idle worker look too
+            except Exception:  # a worker outlives any one job: its lease runs out and it is taken again
+                log.exception("job_runner_failed", event_id=str(job.id), tenant=ref)
+            self._wake.set()  # the tenant may hold more: let an idle worker look too
 
     def _tenant_slots(self, ref: str) -> asyncio.Semaphore:
         if ref not in self._slots:
