@@ -6,6 +6,7 @@ the user's token, and opens the tenant transaction a call runs in. It knows no w
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -23,7 +24,7 @@ from app.auth.tokens import (
 )
 from app.core.context import MemoryDeps
 from app.core.limits import Kind
-from app.db.session import RowClaims, TenantSession
+from app.db.session import BoundedPool, RowClaims, TenantSession
 from app.errors import Conflict, Forbidden, Unauthorized
 from app.runtime import Runtime
 from app.tenancy.models import Tenant
@@ -126,15 +127,18 @@ async def _user_claims(runtime: Runtime, tenant: Tenant, token: str) -> UserClai
 
 
 @asynccontextmanager
-async def tenant_transaction(runtime: Runtime, scope: MemoryAuthScope) -> AsyncIterator[TenantSession]:
+async def tenant_transaction(
+    runtime: Runtime, scope: MemoryAuthScope, *, slots: asyncio.Semaphore | None = None
+) -> AsyncIterator[TenantSession]:
     """One transaction for one call: commit when the block ends, roll back when it raises.
 
     The session states the caller's row-security claims in every transaction it opens: the
-    whole tenant for service_role, the token's sub for a user (sql/mem/003).
+    whole tenant for service_role, the token's sub for a user (sql/mem/003). `slots` bounds
+    the connections callers sharing it hold at once (the queue workers' jobs of a tenant).
     """
     pool = await runtime.pools.get(scope.tenant_ref)
     session = TenantSession(
-        pool,
+        pool if slots is None else BoundedPool(pool, slots),
         RowClaims(scope.role, None if scope.is_service else scope.user_id),
         acquire_timeout=runtime.settings.pool_acquire_timeout_seconds,
     )

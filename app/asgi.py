@@ -38,6 +38,7 @@ from app.studio.docs import OfflineSwagger
 from app.studio.routes import static_router, studio_router, template_config
 from app.tenancy.routes import AdminController
 from app.tenancy.service import Platform
+from app.worker.workers import QueueWorkers
 
 log = structlog.get_logger(__name__)
 
@@ -152,6 +153,11 @@ def _lifespan(
                 app.state["runtime"] = rt
                 if isinstance(rt.embedder, LocalEmbedder):
                     await rt.embedder.warm_up()
+            if settings.mem.enabled and settings.queue.workers > 0:
+                # Async adds: stopped (running jobs finish or are handed back) before the runtime closes.
+                workers = QueueWorkers(_runtime(app), settings.queue)
+                await workers.start()
+                stack.push_async_callback(workers.stop)
             if mcp is not None:
                 # The MCP session manager's task group lives as long as the app; closed first.
                 await stack.enter_async_context(mcp.session_manager.run())

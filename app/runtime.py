@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from app.auth.jwks import JwksKeys
 from app.core.context import MemoryDeps
+from app.core.jobs.wakeups import JobWakeups
 from app.core.limits import TenantLimiter
 from app.core.retrieval.caches import RetrievalCaches
 from app.db.embedded import EmbeddedPostgres
@@ -28,6 +29,7 @@ class Runtime:
     embedded: EmbeddedPostgres | None = None
     chat: ChatProvider | None = None
     retrieval_caches: RetrievalCaches = field(default_factory=RetrievalCaches)
+    job_wakeups: JobWakeups = field(default_factory=JobWakeups)
     limits: TenantLimiter = field(init=False)
 
     def __post_init__(self) -> None:
@@ -44,4 +46,5 @@ class Runtime:
             fts_config=fts_config,
             chat=self.chat,
             record_reset=functools.partial(self.platform.record_reset, tenant_ref),
+            wake_workers=functools.partial(self.job_wakeups.notify, tenant_ref),
         )

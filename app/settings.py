@@ -82,6 +82,22 @@ class LimitSettings:
 
 
 @dataclass(frozen=True)
+class QueueSettings:
+    """Async adds (sql/mem/005_jobs.sql): the workers each process runs and how they retry."""
+
+    workers: int = 2  # per process; 0 = this process only enqueues (another one runs the jobs)
+    max_attempts: int = 5  # a job failing this often for a retryable reason is FAILED
+    # A claimed job's lease, renewed every third of it while the job runs; a job whose lease has
+    # run out (its process died) is taken again after it.
+    lease_seconds: float = 30.0
+    retry_base_seconds: float = 2.0  # backoff: base * 2^(attempt-1), jittered, capped by retry_max
+    retry_max_seconds: float = 300.0
+    # How often every tenant is looked at for jobs this process was not told about (enqueued by
+    # another replica, retries falling due, leases of dead workers running out).
+    scan_seconds: float = 5.0
+
+
+@dataclass(frozen=True)
 class Settings:
     env: str = "default"
     host: str = "127.0.0.1"
@@ -123,6 +139,7 @@ class Settings:
     log_level: str = "info"
     mem: MemSettings = field(default_factory=MemSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
+    queue: QueueSettings = field(default_factory=QueueSettings)
 
     @property
     def docs_are_public(self) -> bool:
@@ -140,6 +157,9 @@ class Settings:
 
     def replace_limits(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, limits=dataclasses.replace(self.limits, **changes))
+
+    def replace_queue(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, queue=dataclasses.replace(self.queue, **changes))
 
 
 def _bool(value: Any) -> bool:
@@ -207,6 +227,12 @@ _KEYS: list[tuple[str, str, Callable[[Any], Any], str | None]] = [
     ("limits.service-adds-per-second", "limits.service_adds_per_second", int, None),
     ("limits.max-in-flight", "limits.max_in_flight", int, None),
     ("limits.embedding-queue", "limits.embedding_queue", int, None),
+    ("queue.workers", "queue.workers", int, "MEM_QUEUE_WORKERS"),
+    ("queue.max-attempts", "queue.max_attempts", int, "MEM_QUEUE_MAX_ATTEMPTS"),
+    ("queue.lease-seconds", "queue.lease_seconds", float, "MEM_QUEUE_LEASE_SECONDS"),
+    ("queue.retry-base-seconds", "queue.retry_base_seconds", float, "MEM_QUEUE_RETRY_BASE_SECONDS"),
+    ("queue.retry-max-seconds", "queue.retry_max_seconds", float, "MEM_QUEUE_RETRY_MAX_SECONDS"),
+    ("queue.scan-seconds", "queue.scan_seconds", float, "MEM_QUEUE_SCAN_SECONDS"),
     ("platform.admin-key", "admin_key", _optional_str, "MEM_ADMIN_KEY"),
     ("platform.metrics-key", "metrics_key", _optional_str, "MEM_METRICS_KEY"),
     ("server.public-docs", "public_docs", _optional_bool, "MEM_PUBLIC_DOCS"),
@@ -317,6 +343,9 @@ def load_settings(environ: Mapping[str, str] | None = None, config_dir: Path | N
     top: dict[str, Any] = {"env": env}
     mem: dict[str, Any] = {}
     limits: dict[str, Any] = {}
+    queue: dict[str, Any] = {}
+    # "mem.x" lives on Settings.mem, "limits.x" on Settings.limits, "queue.x" on Settings.queue.
+    groups = {"mem": mem, "limits": limits, "queue": queue}
     for key, attr, convert, explicit_env in _KEYS:
         found, value = _lookup(tree, key)
         name = env_name(key, explicit_env)
@@ -330,12 +359,8 @@ def load_settings(environ: Mapping[str, str] | None = None, config_dir: Path | N
             raise SettingsError(f"setting {key} ({name}) has a bad value: {exc}") from exc
         if converted is None and convert is not _optional_str:
             continue
-        if attr.startswith("mem."):
-            mem[attr.removeprefix("mem.")] = converted
-        elif attr.startswith("limits."):
-            limits[attr.removeprefix("limits.")] = converted
-        else:
-            top[attr] = converted
+        group, _, name_in_group = attr.rpartition(".")
+        groups.get(group, top)[name_in_group if group in groups else attr] = converted
 
     mem["embedding_api_key"] = _secret(environ, "NUBASE_MEM_EMBEDDING_API_KEY", "OPENAI_API_KEY")
     mem["chat_api_key"] = _secret(
@@ -350,7 +375,9 @@ def load_settings(environ: Mapping[str, str] | None = None, config_dir: Path | N
     data_dir = top.get("data_dir")
     if isinstance(data_dir, Path) and not data_dir.is_absolute():
         top["data_dir"] = PROJECT_ROOT / data_dir
-    settings = Settings(**top, mem=MemSettings(**mem), limits=LimitSettings(**limits))
+    settings = Settings(
+        **top, mem=MemSettings(**mem), limits=LimitSettings(**limits), queue=QueueSettings(**queue)
+    )
     validate(settings)
     return settings
 
@@ -362,6 +389,22 @@ def validate(settings: Settings) -> None:
     if settings.log_format not in ("json", "console", "auto"):
         raise SettingsError("log.format must be json, console or auto")
     _validate_limits(settings)
+    _validate_queue(settings.queue)
+
+
+def _validate_queue(queue: QueueSettings) -> None:
+    if queue.workers < 0:
+        raise SettingsError("MEM_QUEUE_WORKERS must be 0 or more")
+    if queue.max_attempts < 1:
+        raise SettingsError("MEM_QUEUE_MAX_ATTEMPTS must be at least 1")
+    if queue.lease_seconds < 1:
+        raise SettingsError("MEM_QUEUE_LEASE_SECONDS must be at least 1")
+    if not 0 < queue.retry_base_seconds <= queue.retry_max_seconds:
+        raise SettingsError(
+            "MEM_QUEUE_RETRY_BASE_SECONDS must be positive and at most MEM_QUEUE_RETRY_MAX_SECONDS"
+        )
+    if queue.scan_seconds <= 0:
+        raise SettingsError("MEM_QUEUE_SCAN_SECONDS must be positive")
 
 
 def _validate_limits(settings: Settings) -> None:

@@ -17,7 +17,18 @@ from typing import Any
 
 import httpx
 
-from bench import corpus, latency, locomo, mcp_overhead, mem0_overhead, noisy, pipeline, report, studio_pages
+from bench import (
+    corpus,
+    latency,
+    locomo,
+    mcp_overhead,
+    mem0_overhead,
+    noisy,
+    pipeline,
+    queue_adds,
+    report,
+    studio_pages,
+)
 from bench.progress import log
 from bench.service import ROOT, Service, attach_external, start_managed
 
@@ -30,7 +41,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument(
         "--only",
-        choices=["locomo", "latency", "pipeline", "noisy", "mcp", "mem0", "studio"],
+        choices=["locomo", "latency", "pipeline", "noisy", "mcp", "mem0", "queue", "studio"],
         help="run one part only (default: all of them)",
     )
     p.add_argument("--noisy-flood", type=int, default=None, help="noisy neighbour: A's requests (3000)")
@@ -132,6 +143,14 @@ def own_service_parts(args: argparse.Namespace) -> dict[str, Callable[[], Awaita
         # POST /mem0/v3/memories/search/ against POST /mem/v1/search (issue 8).
         "mem0": lambda: mem0_overhead.run_managed(
             data, args.out / "service-mem0.log", memories=100, queries=100 if args.quick else 400
+        ),
+        # Async adds on the durable queue, one service per worker count (issue 8).
+        "queue": lambda: queue_adds.run(
+            data,
+            args.out,
+            accepts=50 if args.quick else 200,
+            sequential=5 if args.quick else 20,
+            c16=32 if args.quick else 160,
         ),
     }
 
@@ -296,6 +315,8 @@ def main(argv: list[str] | None = None) -> int:
     print(report.summary(results))
     if "noisy" in results:
         print("\n" + noisy.summary(results["noisy"]))
+    if "queue" in results:
+        print(queue_adds.summary(results["queue"]))
     print(f"\nresults: {path} (and {args.out / 'latest.json'}), {results['duration_s']}s in all")
     return code
 

@@ -35,7 +35,7 @@ from app.asgi import build_runtime, close_runtime, create_app
 from app.auth.tokens import mint_api_key, mint_user_token
 from app.db.dsn import with_database
 from app.runtime import Runtime
-from app.settings import LimitSettings, MemSettings, Settings
+from app.settings import LimitSettings, MemSettings, QueueSettings, Settings
 from app.tenancy.models import Tenant
 from testsupport.provider_server import FakeProviderServer
 from testsupport.tenants import TenantTemplate, drop_tenant
@@ -181,6 +181,8 @@ def make_settings(platform_dsn: str, fake: FakeProviderServer, **mem: Any) -> Se
         mem=mem_settings,
         # High enough never to trip the suite; tests of the limits set a tenant's own tiny ones.
         limits=TEST_LIMITS,
+        # No queue workers in apps whose lifespan a test runs: tests of the queue start their own.
+        queue=QueueSettings(workers=0),
     )
 
 

@@ -12,6 +12,11 @@ def bind_socket(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Inherited by every accepted connection (Linux). Without it a keep-alive client waited 40 ms
+    # on each answer: the response leaves in two writes, Nagle holds the second until the client
+    # ACKs the first, and the client delays that ACK (measured: GET /health 44 ms on a kept-alive
+    # connection, 6 ms on a fresh one). uvloop does not set it on the sockets of a passed-in server.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:

@@ -30,6 +30,8 @@ class MemoryDeps:
     # Writes a reset of this tenant to the platform's audit trail: (actor, rows removed per table).
     # A callback, so the memory features need not know the control plane.
     record_reset: Callable[[str, dict[str, int]], Awaitable[None]] | None = None
+    # Wakes this process's queue workers for this tenant once an enqueued add has committed.
+    wake_workers: Callable[[], None] | None = None
     _config: EffectiveConfig | None = field(default=None, init=False, repr=False)
 
     @property

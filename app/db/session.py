@@ -7,7 +7,7 @@ import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import asyncpg
 from asyncpg.transaction import Transaction
@@ -65,6 +65,39 @@ async def set_claims(conn: asyncpg.Connection, claims: RowClaims) -> None:
     )
 
 
+class ConnectionSource(Protocol):
+    """What a session takes its connection from: a tenant's asyncpg pool, or a BoundedPool over it."""
+
+    # `timeout` as asyncpg.Pool.acquire names it: the session calls either the same way.
+    async def acquire(self, *, timeout: float | None = None) -> asyncpg.Connection: ...  # noqa: ASYNC109
+    async def release(self, connection: asyncpg.Connection) -> None: ...
+
+
+class BoundedPool:
+    """A pool of which this caller may hold at most `slots` connections at once (waiting for a slot,
+    never failing for want of one). The queue workers' jobs go through one per tenant, so that the
+    tenant's requests always find the rest of the pool."""
+
+    def __init__(self, pool: asyncpg.Pool, slots: asyncio.Semaphore) -> None:
+        self._pool = pool
+        self._slots = slots
+
+    async def acquire(self, *, timeout: float | None = None) -> asyncpg.Connection:  # noqa: ASYNC109
+        await self._slots.acquire()
+        try:
+            conn: asyncpg.Connection = await self._pool.acquire(timeout=timeout)
+        except BaseException:
+            self._slots.release()
+            raise
+        return conn
+
+    async def release(self, connection: asyncpg.Connection) -> None:
+        try:
+            await self._pool.release(connection)
+        finally:
+            self._slots.release()
+
+
 class TenantSession:
     """One connection and one transaction, opened on first use and ended by the owner of the request.
 
@@ -73,13 +106,18 @@ class TenantSession:
     """
 
     def __init__(
-        self, pool: asyncpg.Pool, claims: RowClaims, *, acquire_timeout: float = ACQUIRE_TIMEOUT_SECONDS
+        self,
+        pool: asyncpg.Pool | ConnectionSource,
+        claims: RowClaims,
+        *,
+        acquire_timeout: float = ACQUIRE_TIMEOUT_SECONDS,
     ) -> None:
         self._pool = pool
         self._claims = claims
         self._acquire_timeout = acquire_timeout
         self._conn: asyncpg.Connection | None = None
         self._tx: Transaction | None = None
+        self._after_commit: list[Callable[[], None]] = []
 
     async def connection(self) -> asyncpg.Connection:
         if self._conn is None:
@@ -136,8 +174,17 @@ class TenantSession:
             raise DatabaseBusy(headers=retry_after(1)) from None
         return conn
 
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once the transaction has committed (never when it rolls back).
+
+        For what other tasks of this process may act on only once the rows are visible to them,
+        e.g. waking the queue workers for a job just enqueued.
+        """
+        self._after_commit.append(callback)
+
     async def finish(self, *, commit: bool) -> None:
         conn, tx = self._conn, self._tx
+        callbacks, self._after_commit = self._after_commit, []
         self._conn = self._tx = None
         if conn is None or tx is None:
             return
@@ -148,3 +195,6 @@ class TenantSession:
                 await tx.rollback()
         finally:
             await self._pool.release(conn)
+        if commit:
+            for callback in callbacks:
+                callback()

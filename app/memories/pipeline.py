@@ -157,6 +157,15 @@ class Plan:
         return list(dict.fromkeys(d.text for d in self.decisions if d.event in ("ADD", "UPDATE")))
 
 
+def check_verbatim(turn: Turn) -> None:
+    """A turn stored as it is must fit in a memory."""
+    for line in turn.lines:
+        if len(line.text) > MAX_MEMORY_CHARS:
+            raise BadRequest(
+                f"A message is longer than {MAX_MEMORY_CHARS} characters.", code="message_too_long"
+            )
+
+
 def plan_verbatim(turn: Turn, *, user_only: bool = False) -> Plan:
     """Each message of the turn becomes a memory as it is (its duplicates become NONE later).
 
@@ -164,11 +173,7 @@ def plan_verbatim(turn: Turn, *, user_only: bool = False) -> Plan:
     assistant's "That sounds demanding!" is not a memory. The other lines still go to the
     session window as context.
     """
-    for line in turn.lines:
-        if len(line.text) > MAX_MEMORY_CHARS:
-            raise BadRequest(
-                f"A message is longer than {MAX_MEMORY_CHARS} characters.", code="message_too_long"
-            )
+    check_verbatim(turn)
     lines = [line for line in turn.lines if line.role == "user"] if user_only else turn.lines
     decisions = [Decision("ADD", line.text, None, None, [], line.name, line.role) for line in lines]
     return Plan(turn, decisions)

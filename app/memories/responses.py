@@ -11,37 +11,11 @@ from typing import Any, Literal
 import msgspec
 from msgspec import UNSET, UnsetType
 
+# The add answer lives in app.core.views, shared with async-add events (app/core/jobs).
+from app.core.views import AddResponse as AddResponse
+from app.core.views import AddResult as AddResult
 from app.core.views import Memory
-
-
-class AddResult(msgspec.Struct, omit_defaults=True):
-    """What an add did with one fact: ADD, UPDATE, DELETE, or NONE (already known)."""
-
-    # Null only for a NONE on a text that matches nothing stored.
-    id: str | None
-    memory: str
-    event: Literal["ADD", "UPDATE", "DELETE", "NONE"]
-    previous_memory: str | UnsetType = UNSET  # UPDATE only
-    memory_type: str | UnsetType = UNSET  # ADD and UPDATE
-
-
-class Skipped(msgspec.Struct, omit_defaults=True, kw_only=True):
-    """A decision the add did not apply, and why: by its index in the model's answer, or by text."""
-
-    index: int | UnsetType | None = UNSET
-    text: str | UnsetType = UNSET
-    reason: str
-
-
-class AddResponse(msgspec.Struct, omit_defaults=True):
-    results: list[AddResult]
-    skipped: list[Skipped] | UnsetType = UNSET
-    notes: list[str] | UnsetType = UNSET
-
-    def written_type(self) -> str | None:
-        """The memory type of the first memory this add wrote (ADD or UPDATE): the caller's, or
-        the one the pipeline chose; None when it wrote none."""
-        return next((r.memory_type for r in self.results if isinstance(r.memory_type, str)), None)
+from app.core.views import Skipped as Skipped
 
 
 class MemoryPage(msgspec.Struct):

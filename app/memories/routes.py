@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from litestar import Controller, Request, delete, get, post, put
+from litestar import Controller, Request, Response, delete, get, post, put
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example
 from litestar.params import Body, Parameter
-from litestar.status_codes import HTTP_200_OK
+from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
 from app.auth.scope import MemoryAuthScope
 from app.core.context import MemoryDeps
+from app.core.jobs import service as jobs
+from app.core.jobs.views import Event, EventPage
 from app.core.views import Deleted, EntityList, HistoryEntry, Memory
 from app.db.session import TenantSession
 from app.errors import BadRequest, ValidationFailed
@@ -44,7 +47,18 @@ ADD_EXAMPLES = [
         summary="One sentence stored verbatim (no model call)",
         value={"messages": "Alice prefers green tea.", "user_id": "alice", "infer": False},
     ),
+    Example(
+        summary="Accepted now, processed by a worker: 202 with an event to poll",
+        value={"messages": "I moved to Lisbon last month.", "user_id": "alice", "async": True},
+    ),
 ]
+EventId = Annotated[str, id_parameter("event id")]
+_ACCEPTED = {
+    HTTP_202_ACCEPTED: ResponseSpec(
+        data_container=Event,
+        description='With "async": true: the add is queued; poll GET /mem/v1/events/{id} until SUCCEEDED.',
+    )
+}
 
 
 class ConfigBody(StrictBody[ConfigUpdateRequest]):
@@ -70,7 +84,7 @@ class MemoryController(Controller):
         "/memories",
         status_code=HTTP_200_OK,
         summary="Add memories from messages",
-        responses=error_responses(*MEMORY_ROUTE_ERRORS, 413, *PROVIDER_ERRORS),
+        responses={**error_responses(*MEMORY_ROUTE_ERRORS, 413, *PROVIDER_ERRORS), **_ACCEPTED},
         dto=StrictBody[AddMemoryRequest],
         return_dto=None,
     )
@@ -80,8 +94,40 @@ class MemoryController(Controller):
         auth: MemoryAuthScope,
         db: TenantSession,
         deps: MemoryDeps,
-    ) -> AddResponse:
-        return await service.add_memories(db, auth, data, deps)
+    ) -> Response[AddResponse]:
+        if data.async_:
+            event = await service.enqueue_add(db, auth, data, deps)
+            # One route, two answers: the 202's body is described by _ACCEPTED above.
+            return Response(event, status_code=HTTP_202_ACCEPTED)  # type: ignore[arg-type]
+        return Response(await service.add_memories(db, auth, data, deps))
+
+    @get("/events", summary="The caller's async adds, newest first", responses=_ERRORS)
+    async def list_events(
+        self,
+        request: Request[Any, Any, Any],
+        auth: MemoryAuthScope,
+        db: TenantSession,
+        deps: MemoryDeps,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        run_id: str | None = None,
+        status: str | None = Parameter(default=None, description="PENDING, RUNNING, SUCCEEDED or FAILED"),
+        page: int | None = Parameter(default=None, ge=1),
+        page_size: int | None = Parameter(default=None, ge=1),
+    ) -> EventPage:
+        return await jobs.list_events(
+            db,
+            auth,
+            owner_ids(request, user_id=user_id, agent_id=agent_id, run_id=run_id),
+            status=status,
+            page=page,
+            page_size=page_size if page_size is not None else _int_alias(request, "pageSize"),
+            max_page_size=deps.settings.list_max_page_size,
+        )
+
+    @get("/events/{event_id:str}", summary="One async add: its status and results", responses=_BY_ID_ERRORS)
+    async def get_event(self, event_id: EventId, auth: MemoryAuthScope, db: TenantSession) -> Event:
+        return await jobs.get_event(db, auth, parse_id(event_id, "event_id"))
 
     @get("/memories", summary="List an owner's memories", responses=_ERRORS)
     async def list_(

@@ -28,6 +28,8 @@ class AddMemoryRequest(msgspec.Struct, omit_defaults=True, forbid_unknown_fields
     infer: bool = True
     memory_type: str | None = None
     expiration_date: str | None = None
+    # true: answer 202 at once with a PENDING event; a worker runs the add (GET /mem/v1/events/{id}).
+    async_: bool = msgspec.field(default=False, name="async")
 
 
 class UpdateMemoryRequest(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True):

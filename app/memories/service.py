@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
@@ -13,6 +14,8 @@ from app.core import repo as core_repo
 from app.core.config import CONFIG_KEYS, EffectiveConfig, check_changes, merge_overrides
 from app.core.context import MemoryDeps
 from app.core.filters import scoped_filter
+from app.core.jobs import service as jobs
+from app.core.jobs.views import Event
 from app.core.linking import repo as linking_repo
 from app.core.paging import page_window
 from app.core.schemas import MAX_MEMORY_CHARS, iso, normalise_memory_type
@@ -57,10 +60,18 @@ async def _plan(
     return pipeline.plan_verbatim(turn, user_only=True)
 
 
-async def add_memories(
-    db: TenantSession, scope: MemoryAuthScope, request: AddMemoryRequest, deps: MemoryDeps
-) -> AddResponse:
-    """One path for every add: normalise the turn, plan (verbatim or from the model), apply."""
+@dataclass(frozen=True)
+class CheckedAdd:
+    """An add request that passed every check made before a provider call or a write."""
+
+    owner: Owner
+    options: AddOptions
+    messages: list[Message]
+
+
+def check_add(scope: MemoryAuthScope, request: AddMemoryRequest, deps: MemoryDeps) -> CheckedAdd:
+    """Everything about an add that can be refused from the request alone: a sync add checks it
+    before its provider calls, an async add before it is enqueued (bad input never becomes a job)."""
     owner = scope.owner(request.user_id, request.agent_id, request.run_id, require_owner=True)
     options = AddOptions(
         metadata=dict(request.metadata or {}),
@@ -68,13 +79,26 @@ async def add_memories(
         expiration_date=request.expiration_date,
     )
     if options.expiration_date is not None:
-        # Refused before any provider call or write; expiry() checks it again at write time.
+        # expiry() checks it again at write time.
         expiry(
             options.expiration_date,
             options.forced_type or "LONG_TERM",
             EffectiveConfig.resolve(deps.settings, {}),
         )
-    plan = await _plan(db, deps, owner, request, checked_messages(request))
+    messages = checked_messages(request)
+    if not (request.infer and deps.chat is not None):
+        # What will be stored verbatim is known now: refuse an over-long message before the job.
+        pipeline.check_verbatim(to_turn(messages))
+    return CheckedAdd(owner, options, messages)
+
+
+async def add_memories(
+    db: TenantSession, scope: MemoryAuthScope, request: AddMemoryRequest, deps: MemoryDeps
+) -> AddResponse:
+    """One path for every add: normalise the turn, plan (verbatim or from the model), apply."""
+    checked = check_add(scope, request, deps)
+    owner, options = checked.owner, checked.options
+    plan = await _plan(db, deps, owner, request, checked.messages)
     texts = plan.new_texts
     # One batched embedding call for every new text, still before the first write.
     vectors: list[Any] = []
@@ -100,6 +124,16 @@ async def add_memories(
     if plan.turn.notes:
         response.notes = sorted(set(plan.turn.notes))
     return response
+
+
+async def enqueue_add(
+    db: TenantSession, scope: MemoryAuthScope, request: AddMemoryRequest, deps: MemoryDeps
+) -> Event:
+    """Accept an add to run later on the queue (app/worker): checked now, PENDING until a worker
+    runs it as `add_memories` under the same scope."""
+    checked = check_add(scope, request, deps)
+    payload = msgspec.to_builtins(msgspec.structs.replace(request, async_=False))
+    return await jobs.enqueue(db, scope, checked.owner, payload, wake=deps.wake_workers)
 
 
 def _requested_owner(

@@ -120,6 +120,11 @@ async def snapshot(client: httpx.AsyncClient, runtime: Runtime, t: Target) -> di
 
 ROUTES = [
     pytest.param("POST", "/memories", None, {"messages": "hi", "infer": False, "user_id": "alice"}, id="add"),
+    pytest.param(
+        "POST", "/memories", None, {"messages": "hi", "user_id": "alice", "async": True}, id="add-async"
+    ),
+    pytest.param("GET", "/events", None, None, id="list-events"),
+    pytest.param("GET", "/events/{id}", None, None, id="get-event"),
     pytest.param("GET", "/memories", {"user_id": "alice"}, None, id="list"),
     pytest.param("DELETE", "/memories", {"user_id": "alice"}, None, id="delete-all"),
     pytest.param("GET", "/memories/{id}", None, None, id="get"),

@@ -25,7 +25,7 @@ from app.runtime import Runtime
 from tests.conftest import TenantKeys, add, make_settings, new_tenant, set_row_claims, tenant_conn
 from testsupport.provider_server import FakeProviderServer
 
-OWNER_TABLES = ("memories", "memory_history", "entities", "entity_links", "session_messages")
+OWNER_TABLES = ("memories", "memory_history", "entities", "entity_links", "session_messages", "jobs")
 TENANT_TABLES = ("config", "schema_migrations")
 ALICE = RowClaims("authenticated", "alice")
 SERVICE = RowClaims.service()
@@ -35,6 +35,7 @@ ROWS = {
     "memory_history": "SELECT id::text AS key, user_id FROM mem.memory_history",
     "entities": "SELECT id::text AS key, user_id FROM mem.entities",
     "session_messages": "SELECT id::text AS key, user_id FROM mem.session_messages",
+    "jobs": "SELECT id::text AS key, user_id FROM mem.jobs",
     "entity_links": "SELECT l.entity_id::text || '/' || l.memory_id::text AS key, m.user_id"
     " FROM mem.entity_links l JOIN mem.memories m ON m.id = l.memory_id",
 }
@@ -108,6 +109,13 @@ async def seeded(platform_dsn: str, fake_provider: FakeProviderServer) -> AsyncI
         await add(
             client, keys.service, "The helper agent was told about Maria", user_id=None, agent_id="helper"
         )
+        for user in ("alice", "bob"):  # async adds: job rows (no workers here, so they stay PENDING)
+            queued = await client.post(
+                "/mem/v1/memories",
+                json={"messages": f"{user} queued this", "async": True},
+                headers=keys.user(user),
+            )
+            assert queued.status_code == 202, queued.text
         conn = await tenant_conn(runtime, keys)
         try:
             rows = {t: [(r["key"], r["user_id"]) for r in await conn.fetch(sql)] for t, sql in ROWS.items()}
@@ -231,6 +239,10 @@ def _bob_rows(seeded: Seeded) -> dict[str, tuple[str, list[Any]]]:
         "entities": ("INSERT INTO mem.entities (user_id, text) VALUES ('bob', 'Planted')", []),
         "session_messages": (
             "INSERT INTO mem.session_messages (user_id, role, content) VALUES ('bob', 'user', 'planted')",
+            [],
+        ),
+        "jobs": (
+            "INSERT INTO mem.jobs (scope_role, user_id, payload) VALUES ('service_role', 'bob', '{}')",
             [],
         ),
         # alice's own entity on bob's memory: the link is not alice's to make.
