@@ -18,7 +18,7 @@ from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from app.auth.jwks import JwksKeys
 from app.db.embedded import start_embedded
 from app.db.pools import PoolSizing, TenantPools, size_pools
-from app.entities.routes import EntityController
+from app.entities.routes import EntityController, GraphController
 from app.health.routes import health, ready
 from app.http.cors import CorsMiddleware
 from app.http.dependencies import admin_guard, app_dependencies, metrics_guard
@@ -172,7 +172,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litesta
     handlers: list[Any] = [index, health, ready, admin, metrics]
     if settings.mem.enabled:
         # With the module off, /mem/v1 does not exist: every path there is a 404.
-        handlers += [MemoryController, SearchController, EntityController]
+        handlers += [MemoryController, SearchController, EntityController, GraphController]
     if mcp is not None:
         handlers.append(mcp_endpoint(mcp))
     prometheus = PrometheusConfig(app_name="memory", prefix="memory", group_path=True, exclude=["/metrics"])

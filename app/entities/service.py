@@ -1,11 +1,14 @@
-"""The entity store: what the heuristic or the model found, linked to memories, owner-scoped."""
+"""The entity store and its graph: what the heuristic or the model found, linked to memories and
+to each other by relations, owner-scoped."""
 
 from __future__ import annotations
 
 from uuid import UUID
 
 from app.auth.scope import MemoryAuthScope
+from app.core.graph.service import Graph, owner_graph, parse_as_of
 from app.core.linking.heuristic import ENTITY_TYPES
+from app.core.linking.service import delete_relation as remove_relation
 from app.core.paging import page_window
 from app.core.views import Deleted, Entity, entity_view
 from app.db.session import TenantSession
@@ -45,3 +48,31 @@ async def delete_entity(db: TenantSession, scope: MemoryAuthScope, entity_id: UU
     if not await repo.delete_for_owner(await db.connection(), entity_id, scope.owner()):
         raise NotFound("No entity with this id.", code="entity_not_found")
     return Deleted(id=str(entity_id), message="Entity deleted; its links to memories are gone.")
+
+
+async def graph(
+    db: TenantSession,
+    scope: MemoryAuthScope,
+    owner_ids: dict[str, str | None],
+    *,
+    as_of: str | None = None,
+    entity: str | None = None,
+    depth: int | None = None,
+    limit: int | None = None,
+) -> Graph:
+    """The owner's graph (GET /mem/v1/graph; Tabby's GET /memory/graph maps it to {nodes, rels}).
+
+    An owner id is required (a user's is its own); `as_of` an ISO time (default now); `entity`
+    an id or name to start from, `depth` 1-3 hops from it; at most `limit` (1-500) edges.
+    """
+    owner = scope.read_owner(owner_ids.get("user_id"), owner_ids.get("agent_id"), owner_ids.get("run_id"))
+    when = parse_as_of(as_of)
+    return await owner_graph(
+        await db.connection(), owner, as_of=when, entity=entity, depth=depth, limit=limit
+    )
+
+
+async def delete_relation(db: TenantSession, scope: MemoryAuthScope, relation_id: UUID) -> Deleted:
+    if not await remove_relation(await db.connection(), relation_id, scope.owner(), scope.actor):
+        raise NotFound("No relation with this id.", code="relation_not_found")
+    return Deleted(id=str(relation_id), message="Relation deleted; the graph history keeps a record of it.")

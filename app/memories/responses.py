@@ -11,7 +11,7 @@ from typing import Any, Literal
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from app.core.views import Memory
+from app.core.views import Memory, Relation
 
 
 class AddResult(msgspec.Struct, omit_defaults=True):
@@ -44,6 +44,8 @@ class MemoryPage(msgspec.Struct):
     total: int
     page: int
     page_size: int
+    # Only with include_relations=true: the open relations the page's memories assert.
+    relations: list[Relation] | UnsetType = UNSET
 
 
 class DeletedMany(msgspec.Struct):
