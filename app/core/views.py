@@ -37,7 +37,7 @@ class ScoreBreakdown(msgspec.Struct):
     semantic: float
     keyword: float
     entity: float
-    graph: float = 0.0
+    graph: float
 
 
 class ScoredMemory(Memory):

@@ -20,15 +20,15 @@ import numpy as np
 import pytest
 import pytest_asyncio
 
-from app.core.retrieval.service import W_ENTITY, W_KEYWORD, W_SEMANTIC
+from app.core.retrieval.service import W_ENTITY, W_GRAPH, W_KEYWORD, W_SEMANTIC
 from app.runtime import Runtime
 from tests.conftest import DIMS, TenantKeys, new_tenant, tenant_conn
 from testsupport.provider_server import FakeProviderServer, fake_embedding
 
 MEM = "/mem/v1"
-BREAKDOWN_KEYS = {"semantic", "keyword", "entity"}
-# Weights of the fused score, all three signals enabled (the default).
-WEIGHTS = {"semantic": W_SEMANTIC, "keyword": W_KEYWORD, "entity": W_ENTITY}
+BREAKDOWN_KEYS = {"semantic", "keyword", "entity", "graph"}
+# Weights of the fused score, all four signals enabled (the default).
+WEIGHTS = {"semantic": W_SEMANTIC, "keyword": W_KEYWORD, "entity": W_ENTITY, "graph": W_GRAPH}
 
 
 # Helpers
