@@ -79,6 +79,7 @@ class Writer:
             entities if entities else extract_entities(text),
             relations,
             actor=self.scope.actor,
+            new=True,
         )
         self._record(row, "ADD", None, text, new_metadata=row["metadata"])
         return row

@@ -38,7 +38,13 @@ CREATE TABLE IF NOT EXISTS mem.relations (
 -- One open assertion of an edge per memory.
 CREATE UNIQUE INDEX IF NOT EXISTS relations_open_per_memory
     ON mem.relations (memory_id, source_entity_id, relation, target_entity_id) WHERE valid_to IS NULL;
--- Graph walks go both ways along an edge.
+-- Graph walks go both ways along an edge: the search's walk follows the heaviest open edges of
+-- an entity (each direction read in weight order, stopping at its fan-out); the graph route's
+-- walk and as_of reads use the plain ones.
+CREATE INDEX IF NOT EXISTS relations_open_out
+    ON mem.relations (source_entity_id, weight DESC) WHERE valid_to IS NULL;
+CREATE INDEX IF NOT EXISTS relations_open_in
+    ON mem.relations (target_entity_id, weight DESC) WHERE valid_to IS NULL;
 CREATE INDEX IF NOT EXISTS relations_source ON mem.relations (source_entity_id, valid_from);
 CREATE INDEX IF NOT EXISTS relations_target ON mem.relations (target_entity_id, valid_from);
 CREATE INDEX IF NOT EXISTS relations_user ON mem.relations (user_id, valid_from DESC);
@@ -93,14 +99,15 @@ END;
 $$;
 
 -- Reset empties the graph too, taking its locks in the writers' order (memories, entities,
--- links, relations, histories, session messages). Same return type as 004: no DROP needed.
+-- links, relations, graph history, memory history at the flush, session messages), so a
+-- reset beside adds waits instead of deadlocking. Same return type as 004: no DROP needed.
 CREATE OR REPLACE FUNCTION mem.reset() RETURNS jsonb
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     removed jsonb;
 BEGIN
-    LOCK TABLE mem.memories, mem.entities, mem.entity_links, mem.relations, mem.memory_history,
-        mem.graph_history, mem.session_messages
+    LOCK TABLE mem.memories, mem.entities, mem.entity_links, mem.relations, mem.graph_history,
+        mem.memory_history, mem.session_messages
         IN ACCESS EXCLUSIVE MODE;
     SELECT jsonb_build_object(
         'memories', (SELECT count(*) FROM mem.memories),

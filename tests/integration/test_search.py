@@ -312,7 +312,7 @@ async def test_a_dense_only_score_is_the_cosine_similarity_of_the_embeddings(tea
         expected = max(0.0, cosine(query, np.array(fake_embedding(r["memory"], DIMS))))
         assert r["score"] == pytest.approx(expected, abs=1e-5)
         assert r["score_breakdown"] == pytest.approx(
-            {"semantic": expected, "keyword": 0.0, "entity": 0.0}, abs=1e-5
+            {"semantic": expected, "keyword": 0.0, "entity": 0.0, "graph": 0.0}, abs=1e-5
         )
 
 

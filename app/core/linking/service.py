@@ -100,10 +100,12 @@ async def link_memory(
     relations: list[FoundRelation] | None,
     *,
     actor: str,
+    new: bool = False,
 ) -> None:
     """Upsert the entities for the owner, link them to the memory, and make the memory's open
     relations exactly `relations` (None: the heuristic co-mention edges): relations it asserted
-    before and no longer does are closed, never deleted (inside the caller's transaction)."""
+    before and no longer does are closed, never deleted (inside the caller's transaction).
+    A `new` memory asserted nothing before, so nothing is closed."""
     found = relations if relations is not None else co_mention_relations(entities)
     keys, edges = _planned(owner, entities, found)
     ids = {_norm(k): i for k, i in zip(keys, await repo.upsert_entities(conn, owner, keys), strict=True)}
@@ -113,7 +115,8 @@ async def link_memory(
         (ids[s], rel, ids[t]): (origin, w) for s, rel, t, origin, w in reversed(edges) if ids[s] != ids[t]
     }
     wanted = [(s, rel, t, origin, w) for (s, rel, t), (origin, w) in unique.items()]
-    await repo.close_relations(conn, [memory_id], actor, keep=[(s, rel, t) for s, rel, t, _, _ in wanted])
+    if not new:
+        await repo.close_relations(conn, [memory_id], actor, keep=[(s, rel, t) for s, rel, t, _, _ in wanted])
     await repo.open_relations(conn, owner, memory_id, wanted, actor)
 
 

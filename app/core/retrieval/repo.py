@@ -34,9 +34,10 @@ class SignalLimits:
 
 
 # The graph walk from the entities a query names: at most GRAPH_SEEDS start entities, GRAPH_FAN_OUT
-# edges followed per entity and step (the heaviest, open ones), GRAPH_MAX_REACHED entities kept.
-GRAPH_SEEDS = 16
-GRAPH_FAN_OUT = 20
+# edges followed per entity and step (the heaviest open ones, read from the partial indexes of
+# sql/mem/006), GRAPH_MAX_REACHED entities kept: at most 8 + 80 + 800 walk rows at depth 2.
+GRAPH_SEEDS = 8
+GRAPH_FAN_OUT = 10
 GRAPH_MAX_REACHED = 64
 GRAPH_DEPTH = 2
 # Each further hop counts half as much as the one before.
@@ -165,24 +166,35 @@ walk (id, hop, reach) AS (
     UNION ALL
     SELECT n.id, w.hop + 1, w.reach * n.weight * (CASE WHEN w.hop = 0 THEN 1 ELSE {GRAPH_DECAY} END)
     FROM walk w CROSS JOIN LATERAL (
-        SELECT CASE WHEN r.source_entity_id = w.id THEN r.target_entity_id ELSE r.source_entity_id END AS id,
-               r.weight::float8 AS weight
-        FROM mem.relations r
-        WHERE (r.source_entity_id = w.id OR r.target_entity_id = w.id)
-          AND r.valid_to IS NULL AND {{rel_owner}}
-        ORDER BY r.weight DESC
+        -- Each direction read in weight order from its partial index, stopping at the fan-out.
+        SELECT x.id, x.weight FROM (
+            (SELECT r.target_entity_id AS id, r.weight::float8 AS weight
+             FROM mem.relations r
+             WHERE r.source_entity_id = w.id AND r.valid_to IS NULL AND {{rel_owner}}
+             ORDER BY r.weight DESC LIMIT {GRAPH_FAN_OUT})
+            UNION ALL
+            (SELECT r.source_entity_id AS id, r.weight::float8 AS weight
+             FROM mem.relations r
+             WHERE r.target_entity_id = w.id AND r.valid_to IS NULL AND {{rel_owner}}
+             ORDER BY r.weight DESC LIMIT {GRAPH_FAN_OUT})
+        ) x
+        ORDER BY x.weight DESC
         LIMIT {GRAPH_FAN_OUT}
     ) n
     WHERE w.hop < $9
 ),
-reached AS MATERIALIZED (
-    SELECT w.id, max(w.reach) AS reach,
-           (SELECT count(*) FROM mem.entity_links c WHERE c.entity_id = w.id) AS links
+reached_ids AS MATERIALIZED (
+    SELECT w.id, max(w.reach) AS reach
     FROM walk w
     WHERE w.hop > 0 AND w.id NOT IN (SELECT id FROM seeds)
     GROUP BY w.id
-    ORDER BY max(w.reach) DESC
+    ORDER BY max(w.reach) DESC, w.id
     LIMIT {GRAPH_MAX_REACHED}
+),
+reached AS MATERIALIZED (
+    -- Links counted for the kept entities only (a hub may have a thousand).
+    SELECT r.id, r.reach, (SELECT count(*) FROM mem.entity_links c WHERE c.entity_id = r.id) AS links
+    FROM reached_ids r
 ),"""
 
 _HYBRID = """

@@ -61,7 +61,7 @@ W_SEMANTIC = 1.0
 W_KEYWORD = 0.5
 W_ENTITY = 0.05
 # Small, like the entity weight: a neighbour's neighbour is a hint, not evidence (LoCoMo: README).
-W_GRAPH = 0.05
+W_GRAPH = 0.03
 WEIGHTS = {"semantic": W_SEMANTIC, "keyword": W_KEYWORD, "entity": W_ENTITY, "graph": W_GRAPH}
 # Each signal contributes this many candidates per requested result (at least MIN_CANDIDATES).
 CANDIDATES_PER_RESULT = 3
