@@ -45,7 +45,7 @@ async def get_entity(db: TenantSession, scope: MemoryAuthScope, entity_id: UUID)
 
 
 async def delete_entity(db: TenantSession, scope: MemoryAuthScope, entity_id: UUID) -> Deleted:
-    if not await repo.delete_for_owner(await db.connection(), entity_id, scope.owner()):
+    if not await repo.delete_for_owner(await db.connection(), entity_id, scope.owner(), scope.actor):
         raise NotFound("No entity with this id.", code="entity_not_found")
     return Deleted(id=str(entity_id), message="Entity deleted; its links to memories are gone.")
 

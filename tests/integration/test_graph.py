@@ -429,3 +429,20 @@ async def test_bad_graph_input_is_a_clear_400_and_changes_nothing(client, runtim
     )
     assert_error(bad_signal, 400, "invalid_signals")
     assert await table_counts(runtime, tenant) == before
+
+
+async def test_deleting_an_entity_removes_its_relations_and_the_history_keeps_their_words(
+    client, runtime, tenant
+):
+    await add(client, tenant.service, "I saw Alice meet Maria in Lisbon")
+    conn = await tenant_conn(runtime, tenant)
+    try:
+        maria = await conn.fetchval("SELECT id FROM mem.entities WHERE text = 'Maria'")
+    finally:
+        await conn.close()
+    deleted = await client.delete(f"{MEM}/entities/{maria}", headers=tenant.service)
+    assert deleted.status_code == 200, deleted.text
+    assert {(r["source"], r["target"]) for r in await relation_rows(runtime, tenant)} == {("Alice", "Lisbon")}
+    gone = [d for e, d in await graph_events(runtime, tenant) if e == "RELATION_DELETE"]
+    assert sorted((d["source"], d["target"]) for d in gone) == [("Alice", "Maria"), ("Maria", "Lisbon")]
+    assert all(d["entity_deleted"] for d in gone)

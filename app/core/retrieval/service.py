@@ -24,7 +24,7 @@ enabled the score is the plain cosine similarity.
 Ranking is by the fused score alone. Which results are returned is a separate rule
 (`passes`), because the fused score is a poor thing to threshold: its denominator holds the
 keyword and entity weights even when the query matched no word and named no entity, so a
-purely semantic match tops out near 1/1.6 = 0.63, and mem0 users' thresholds (tuned on
+purely semantic match tops out near 1/1.58 = 0.63, and mem0 users' thresholds (tuned on
 cosine similarity, which is what mem0 thresholds) would drop good matches:
 
     returned  <=>  max(semantic, score) >= threshold     (with a threshold)
