@@ -19,7 +19,7 @@ from app.compat.mem0 import app_exception_handlers, mem0_router
 from app.compat.tabby.routes import TabbyController
 from app.db.embedded import start_embedded
 from app.db.pools import PoolSizing, TenantPools, size_pools
-from app.entities.routes import EntityController
+from app.entities.routes import EntityController, GraphController
 from app.health.routes import health, ready
 from app.http.cors import CorsMiddleware
 from app.http.dependencies import admin_guard, app_dependencies, metrics_guard, scope_provider
@@ -184,7 +184,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Litesta
     handlers: list[Any] = [index, health, ready, admin, metrics, studio_router(settings), static_router()]
     if settings.mem.enabled:
         # With the module off, /mem/v1, /mem0 and Tabby's /memory do not exist: every path there is a 404.
-        handlers += [MemoryController, SearchController, EntityController, TabbyController]
+        handlers += [MemoryController, SearchController, EntityController, GraphController, TabbyController]
         handlers.append(mem0_router(scope_provider))
     if mcp is not None:
         handlers.append(mcp_endpoint(mcp))

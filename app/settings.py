@@ -54,7 +54,7 @@ class MemSettings:
     search_default_top_k: int = 10
     search_max_top_k: int = 100
     search_entity_boost_enabled: bool = True
-    search_signals: tuple[str, ...] = ("semantic", "keyword", "entity")
+    search_signals: tuple[str, ...] = ("semantic", "keyword", "entity", "graph")
     search_fts_config: str = "simple"
     # Server-Timing on search answers: off by default, since it shows a query-embedding cache hit
     # (a side channel); the benchmark turns it on to see server time apart from the network.
@@ -174,12 +174,12 @@ def _bool(value: Any) -> bool:
 
 
 def _signals(value: Any) -> tuple[str, ...]:
-    """A list, or a comma-separated string, of search signals (semantic, keyword, entity)."""
+    """A list, or a comma-separated string, of search signals (semantic, keyword, entity, graph)."""
     items = value if isinstance(value, list | tuple) else str(value).split(",")
     signals = tuple(dict.fromkeys(str(i).strip() for i in items if str(i).strip()))
-    unknown = [s for s in signals if s not in ("semantic", "keyword", "entity")]
+    unknown = [s for s in signals if s not in ("semantic", "keyword", "entity", "graph")]
     if unknown or not signals:
-        raise ValueError(f"signals are a non-empty subset of semantic, keyword, entity; got {value!r}")
+        raise ValueError(f"signals are a non-empty subset of semantic, keyword, entity, graph; got {value!r}")
     return signals
 
 

@@ -15,6 +15,8 @@ import asyncpg
 import numpy as np
 import numpy.typing as npt
 
+from app.core.linking.heuristic import co_mention_relations, extract_entities
+from app.core.linking.repo import MAX_LINKS_PER_ENTITY
 from app.db.pools import init_connection
 from app.memories.writer import content_hash
 from bench import metrics
@@ -104,6 +106,7 @@ async def seed(service: Service, tenant: Tenant, case: Case) -> dict[str, Any]:
             for definition in index_defs:
                 await conn.execute(definition)
             index_seconds = round(time.monotonic() - t, 2)
+        graph = await seed_graph(conn, case)
         await conn.execute("ANALYZE mem.memories")
         count = await conn.fetchval("SELECT count(*) FROM mem.memories WHERE deleted_at IS NULL")
         size = await conn.fetchval("SELECT pg_total_relation_size('mem.memories')")
@@ -117,6 +120,109 @@ async def seed(service: Service, tenant: Tenant, case: Case) -> dict[str, Any]:
         "hnsw_rebuilt_after_load": bool(index_defs),
         "hnsw_build_seconds": index_seconds,
         "table_bytes": int(size),
+        "graph": graph,
+    }
+
+
+def _graph_rows(case: Case) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """What an add with infer=false writes besides the memory: the heuristic's entities, their
+    links (at most MAX_LINKS_PER_ENTITY each, as the service caps them) and co-mention relations."""
+    assert case.ids is not None
+    entities: dict[tuple[str, str, str], uuid.UUID] = {}
+    links_of: dict[uuid.UUID, int] = defaultdict(int)
+    links, relations = [], []
+    for i, text in enumerate(case.texts):
+        user, memory = case.user_ids[i], uuid.UUID(case.ids[i])
+        found = extract_entities(text)
+        ids: dict[str, uuid.UUID] = {}
+        for e in found:
+            key = (user, e.text.lower(), e.entity_type)
+            ident = entities.setdefault(key, uuid.uuid4())
+            ids[e.text] = ident
+            if links_of[ident] < MAX_LINKS_PER_ENTITY:
+                links_of[ident] += 1
+                links.append((ident, memory))
+        for r in co_mention_relations(found):
+            if ids[r.source] != ids[r.target]:
+                relations.append(
+                    (uuid.uuid4(), user, ids[r.source], r.relation, ids[r.target], memory, r.origin, r.weight)
+                )
+    names = {ident: key for key, ident in entities.items()}
+    entity_rows = [(ident, user, text, kind) for ident, (user, text, kind) in names.items()]
+    return entity_rows, links, relations
+
+
+async def seed_graph(conn: asyncpg.Connection, case: Case) -> dict[str, Any]:
+    """COPY the heuristic graph of the seeded memories (entities, links, relations), so the entity
+    and graph signals of the measured searches have the data a real add would have written."""
+    started = time.monotonic()
+    entity_rows, links, relations = _graph_rows(case)
+    await conn.copy_records_to_table(
+        "entities", schema_name="mem", columns=["id", "user_id", "text", "entity_type"], records=entity_rows
+    )
+    await conn.copy_records_to_table(
+        "entity_links", schema_name="mem", columns=["entity_id", "memory_id"], records=links
+    )
+    await conn.copy_records_to_table(
+        "relations",
+        schema_name="mem",
+        columns=[
+            "id",
+            "user_id",
+            "source_entity_id",
+            "relation",
+            "target_entity_id",
+            "memory_id",
+            "origin",
+            "weight",
+        ],
+        records=relations,
+    )
+    for table in ("entities", "entity_links", "relations"):
+        await conn.execute(f"ANALYZE mem.{table}")
+    return {
+        "entities": len(entity_rows),
+        "entity_links": len(links),
+        "relations": len(relations),
+        "seconds": round(time.monotonic() - started, 2),
+    }
+
+
+GRAPH_OFF = ["semantic", "keyword", "entity"]
+GRAPH_ON = [*GRAPH_OFF, "graph"]
+GRAPH_ROUNDS = 3
+
+
+async def graph_overhead(
+    client: Any, case: Case, queries: list[str], requests: int, rng: random.Random, time_cap: float
+) -> dict[str, Any]:
+    """Server-side retrieval time of the same searches (concurrency 1) with and without the graph
+    signal, in alternating rounds so a loaded machine weighs on both alike."""
+    pairs = _pairs(case, queries, min(requests, 300), rng)
+    times: dict[str, list[float]] = {"with_graph": [], "without_graph": []}
+    client_times: dict[str, list[float]] = {"with_graph": [], "without_graph": []}
+    for round_ in range(GRAPH_ROUNDS):
+        for mode, signals in (("without_graph", GRAPH_OFF), ("with_graph", GRAPH_ON)):
+            bodies = [{"query": queries[q], "user_id": u, "top_k": 10, "signals": signals} for u, q in pairs]
+            samples, _ = await run_bounded(
+                client,
+                "/mem/v1/search",
+                bodies,
+                concurrency=1,
+                time_cap=time_cap,
+                phase=f"{case.label}/graph {mode} round {round_ + 1}",
+            )
+            times[mode] += [s.server["retrieval"] for s in samples if s.ok and "retrieval" in s.server]
+            client_times[mode] += [s.client_ms for s in samples if s.ok]
+    with_, without = percentiles(times["with_graph"]), percentiles(times["without_graph"])
+    return {
+        "pairs": len(pairs),
+        "rounds": GRAPH_ROUNDS,
+        "server_retrieval_ms": {"with_graph": with_, "without_graph": without},
+        "client_ms": {m: percentiles(v) for m, v in client_times.items()},
+        "p50_overhead_ms": round(with_["p50"] - without["p50"], 3)
+        if with_["p50"] is not None and without["p50"] is not None
+        else None,
     }
 
 
@@ -190,6 +296,8 @@ async def measure(
                     before, await metrics.snapshot(service.url, service.admin_key)
                 ),
             }
+
+        out["graph_overhead"] = await graph_overhead(client, case, queries, requests, rng, time_cap)
 
         # Recall of the service's dense top-10 against exact cosine over the user's vectors.
         pairs = _pairs(case, queries, recall_pairs, rng)

@@ -1,5 +1,7 @@
 """LoCoMo retrieval quality, exactly the protocol of /work/shared/bench/README.md §1:
-fused (the default search) and dense-only (`"signals": ["semantic"]`), recall@5/@10 per category."""
+fused (the default search) and dense-only (`"signals": ["semantic"]`), recall@5/@10 per category;
+and fused without the graph signal (semantic, keyword, entity), so the graph's effect is measured
+on the same stored turns (offline: the heuristic's co-mention relations)."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from bench.service import Service
 CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop"}
 KS = (5, 10)
 DENSE_SIGNALS = ["semantic"]
+NO_GRAPH_SIGNALS = ["semantic", "keyword", "entity"]
 
 
 def load(path: Path, max_samples: int | None = None) -> list[dict[str, Any]]:
@@ -95,7 +98,7 @@ def _recall(
         rankings[sample.index] = ids
         for r in results:
             b = r.get("score_breakdown") or {}
-            if any((b.get(s) or 0) > 0 for s in ("keyword", "entity")):
+            if any((b.get(s) or 0) > 0 for s in ("keyword", "entity", "graph")):
                 nonsemantic_hits += 1
         cat = CATEGORIES[item["category"]]
         for k in KS:
@@ -225,6 +228,13 @@ async def _measured_search(
 def _compare(out: dict[str, Any], runs: dict[str, Any]) -> None:
     """The fused-vs-dense comparison (gap, identical rankings, notes), into `out`."""
     fused, dense = runs["fused"], runs.get("dense")
+    if runs.get("no_graph") is not None:
+        # What the graph signal adds: the default search minus the same search without it.
+        out["graph_gap_points"] = _gap(fused, runs["no_graph"])
+        graphed = sum(
+            1 for i, ids in fused["_rankings"].items() if runs["no_graph"]["_rankings"].get(i) != ids
+        )
+        out["graph_changed_rankings"] = {"items": graphed, "of": len(fused["_rankings"])}
     if dense is None:
         out["dense_note"] = "dense-only run skipped: the API rejected the `signals` field"
     else:
@@ -280,6 +290,7 @@ async def run(
         modes = [("fused", base)]
         if out["signals"]["status"] != "rejected":
             modes.append(("dense", [{**b, "signals": DENSE_SIGNALS} for b in base]))
+            modes.append(("no_graph", [{**b, "signals": NO_GRAPH_SIGNALS} for b in base]))
         runs: dict[str, Any] = {}
         for mode, bodies in modes:
             runs[mode] = await _measured_search(

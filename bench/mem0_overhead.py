@@ -104,7 +104,7 @@ def translation_cost_us() -> float:
         created_at="2026-01-01T00:00:00Z",
         updated_at="2026-01-01T00:00:00Z",
         score=0.9,
-        score_breakdown=ScoreBreakdown(semantic=0.9, keyword=0.5, entity=0.0),
+        score_breakdown=ScoreBreakdown(semantic=0.9, keyword=0.5, entity=0.0, graph=0.0),
     )
 
     def once() -> None:

@@ -158,6 +158,18 @@ def _locomo_recall_table(runs: dict[str, Any]) -> str:
     return _table(["category", "n", "fused@5", "dense@5", "gap@5", "fused@10", "dense@10", "gap@10"], rows)
 
 
+def _locomo_graph_table(runs: dict[str, Any]) -> str:
+    """Recall@10 of the default search with and without the graph signal, per category."""
+    fused, plain = runs["fused"], runs["no_graph"]
+    blocks = [("overall", fused["overall"], plain["overall"])]
+    blocks += [(c, b, plain["per_category"][c]) for c, b in fused["per_category"].items()]
+    rows = [
+        [name, f["n"], p["recall@10"], f["recall@10"], _gap(f, p, "recall@10"), _gap(f, p, "recall@5")]
+        for name, f, p in blocks
+    ]
+    return _table(["category", "n", "no-graph@10", "graph@10", "gain@10", "gain@5"], rows)
+
+
 def _latency_row(label: str, lat: dict[str, Any]) -> list[Any]:
     return [
         label,
@@ -206,6 +218,11 @@ def _locomo_summary(loc: dict[str, Any]) -> list[str]:
         f"{loc['qa_items']} questions; recall in %, fused vs dense-only)",
         _locomo_recall_table(loc["runs"]),
         "",
+        *(
+            ["Graph signal (default search with vs without `graph`)", _locomo_graph_table(loc["runs"]), ""]
+            if "no_graph" in loc["runs"]
+            else []
+        ),
         _locomo_latency_table(loc),
         "",
         *_locomo_notes(loc),

@@ -43,7 +43,9 @@ __all__ = [
     "FakeProviderServer",
     "Fault",
     "RecordedRequest",
+    "fact",
     "fake_embedding",
+    "relation",
 ]
 
 log = logging.getLogger(__name__)
@@ -95,6 +97,36 @@ def fake_embedding(text: str, dims: int) -> list[float]:
         # Empty text, or (tiny dims) every bucket cancelled out.
         return [1.0 / math.sqrt(dims)] * dims
     return [x / norm for x in vector]
+
+
+def relation(source: str, name: str, target: str) -> dict[str, str]:
+    """One relation of a scripted fact, as the extract-and-decide prompt asks for it."""
+    return {"source": source, "relation": name, "target": target}
+
+
+def fact(
+    text: str,
+    entities: Sequence[tuple[str, str] | dict[str, Any]] = (),
+    relations: Sequence[dict[str, str]] = (),
+    *,
+    event: str = "ADD",
+    target: str | None = None,
+    memory_type: str = "LONG_TERM",
+) -> dict[str, Any]:
+    """One item of a scripted `{"facts": [...]}` answer: entities as (text, type) pairs or dicts
+    (e.g. with "same_as"), relations from `relation()`.
+
+        srv.chat_responder = lambda p: json.dumps({"facts": [fact("Lives in Paris", [("Paris", "place")],
+                                                               [relation("user", "lives_in", "Paris")])]})
+    """
+    return {
+        "text": text,
+        "event": event,
+        "target": target,
+        "memory_type": memory_type,
+        "entities": [e if isinstance(e, dict) else {"text": e[0], "type": e[1]} for e in entities],
+        "relations": list(relations),
+    }
 
 
 def _count_words(text: str) -> int:

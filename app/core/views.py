@@ -37,6 +37,7 @@ class ScoreBreakdown(msgspec.Struct):
     semantic: float
     keyword: float
     entity: float
+    graph: float
 
 
 class ScoredMemory(Memory):
@@ -107,6 +108,33 @@ class AddResponse(msgspec.Struct, omit_defaults=True):
         """The memory type of the first memory this add wrote (ADD or UPDATE): the caller's, or
         the one the pipeline chose; None when it wrote none."""
         return next((r.memory_type for r in self.results if isinstance(r.memory_type, str)), None)
+
+
+class Relation(msgspec.Struct):
+    """One relation as mem0's graph memory shows it (source, relationship, target), with its
+    validity in time (valid_to null: still held true), id, provenance and origin."""
+
+    source: str
+    relationship: str
+    target: str
+    valid_from: str
+    valid_to: str | None
+    id: str
+    memory_id: str | None
+    origin: str  # model, heuristic (co-mention) or manual
+
+
+def relation_view(row: Any) -> Relation:
+    return Relation(
+        source=row["source"],
+        relationship=row["relation"],
+        target=row["target"],
+        valid_from=iso(row["valid_from"]),
+        valid_to=iso(row["valid_to"]),
+        id=str(row["id"]),
+        memory_id=str(row["memory_id"]) if row["memory_id"] is not None else None,
+        origin=row["origin"],
+    )
 
 
 class Deleted(msgspec.Struct):

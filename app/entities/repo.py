@@ -47,11 +47,28 @@ async def find_for_owner(conn: asyncpg.Connection, entity_id: UUID, owner: Owner
     )
 
 
-async def delete_for_owner(conn: asyncpg.Connection, entity_id: UUID, owner: Owner) -> bool:
-    clause = owner_clause(owner, 2, alias="e")
+async def delete_for_owner(conn: asyncpg.Connection, entity_id: UUID, owner: Owner, actor: str) -> bool:
+    """Delete the entity; its links and relations go with it (cascade), the relations' words
+    kept in graph_history first, in the same statement."""
+    clause = owner_clause(owner, 3, alias="e")
     deleted: Any = await conn.fetchval(
-        f"DELETE FROM mem.entities e WHERE e.id = $1 AND {clause.sql} RETURNING e.id",
+        f"""WITH target AS (SELECT e.id FROM mem.entities e WHERE e.id = $1 AND {clause.sql}),
+            history AS (
+                INSERT INTO mem.graph_history (user_id, agent_id, run_id, event, relation_id, memory_id,
+                                               detail, actor)
+                SELECT r.user_id, r.agent_id, r.run_id, 'RELATION_DELETE', r.id, r.memory_id,
+                       jsonb_build_object('source', s.text, 'relation', r.relation, 'target', t.text,
+                                          'origin', r.origin, 'entity_deleted', true),
+                       $2
+                FROM mem.relations r
+                JOIN mem.entities s ON s.id = r.source_entity_id
+                JOIN mem.entities t ON t.id = r.target_entity_id
+                WHERE r.source_entity_id IN (SELECT id FROM target)
+                   OR r.target_entity_id IN (SELECT id FROM target)
+            )
+            DELETE FROM mem.entities e WHERE e.id IN (SELECT id FROM target) RETURNING e.id""",
         entity_id,
+        actor,
         *clause.params,
     )
     return deleted is not None

@@ -10,6 +10,7 @@ from litestar.status_codes import HTTP_200_OK
 
 from app.auth.scope import MemoryAuthScope
 from app.core.context import MemoryDeps
+from app.core.graph.service import Graph
 from app.core.views import Deleted, Entity
 from app.db.session import TenantSession
 from app.entities import service
@@ -21,6 +22,7 @@ from app.http.params import id_parameter, owner_ids, parse_id
 _BY_ID_ERRORS = error_responses(*MEMORY_ROUTE_ERRORS, 404)
 # A str, parsed in the handler: a malformed id is a 400 invalid_id, not a 404 "no route".
 EntityId = Annotated[str, id_parameter("entity id")]
+RelationId = Annotated[str, id_parameter("relation id")]
 
 
 class EntityController(Controller):
@@ -64,3 +66,50 @@ class EntityController(Controller):
     )
     async def delete_one(self, entity_id: EntityId, auth: MemoryAuthScope, db: TenantSession) -> Deleted:
         return await service.delete_entity(db, auth, parse_id(entity_id, "entity_id"))
+
+
+class GraphController(Controller):
+    path = "/mem/v1"
+    tags = ["graph"]
+    security = MEMORY_SECURITY
+
+    @get(
+        "/graph",
+        summary="An owner's entity graph: nodes and relations, now or as of a past time",
+        responses=_BY_ID_ERRORS,
+    )
+    async def graph(
+        self,
+        request: Request[Any, Any, Any],
+        auth: MemoryAuthScope,
+        db: TenantSession,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        run_id: str | None = None,
+        as_of: str | None = Parameter(default=None, description="ISO 8601 time; the graph as it was then"),
+        entity: str | None = Parameter(default=None, description="Start from this entity (id or name)"),
+        depth: int | None = Parameter(default=None, description="Hops from `entity`, 1 to 3 (default 2)"),
+        limit: int | None = Parameter(
+            default=None, description="At most this many edges, 1 to 500 (default 100)"
+        ),
+    ) -> Graph:
+        return await service.graph(
+            db,
+            auth,
+            owner_ids(request, user_id=user_id, agent_id=agent_id, run_id=run_id),
+            as_of=as_of,
+            entity=entity,
+            depth=depth,
+            limit=limit,
+        )
+
+    @delete(
+        "/relations/{relation_id:str}",
+        status_code=HTTP_200_OK,
+        summary="Delete a relation (its history is kept)",
+        responses=_BY_ID_ERRORS,
+    )
+    async def delete_relation(
+        self, relation_id: RelationId, auth: MemoryAuthScope, db: TenantSession
+    ) -> Deleted:
+        return await service.delete_relation(db, auth, parse_id(relation_id, "relation_id"))

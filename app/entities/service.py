@@ -1,4 +1,5 @@
-"""The entity store: what the heuristic or the model found, linked to memories, owner-scoped."""
+"""The entity store and its graph: what the heuristic or the model found, linked to memories and
+to each other by relations, owner-scoped."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ from dataclasses import dataclass, field
 from uuid import UUID
 
 from app.auth.scope import MemoryAuthScope
+from app.core.graph.service import Graph, owner_graph, parse_as_of
 from app.core.linking.heuristic import ENTITY_TYPES
+from app.core.linking.service import delete_relation as remove_relation
 from app.core.paging import page_window
 from app.core.views import Deleted, Entity, entity_view
 from app.db.session import TenantSession
@@ -43,7 +46,7 @@ async def get_entity(db: TenantSession, scope: MemoryAuthScope, entity_id: UUID)
 
 
 async def delete_entity(db: TenantSession, scope: MemoryAuthScope, entity_id: UUID) -> Deleted:
-    if not await repo.delete_for_owner(await db.connection(), entity_id, scope.owner()):
+    if not await repo.delete_for_owner(await db.connection(), entity_id, scope.owner(), scope.actor):
         raise NotFound("No entity with this id.", code="entity_not_found")
     return Deleted(id=str(entity_id), message="Entity deleted; its links to memories are gone.")
 
@@ -58,8 +61,9 @@ class GraphNode:
 
 
 @dataclass
-class Graph:
-    """Entity ↔ memory links of an owner, for drawing. Entity ↔ entity relations are not stored yet."""
+class EntityMemoryGraph:
+    """Entity ↔ memory links of an owner, for drawing. Entity ↔ entity relations are
+    in app.core.graph (`graph` below)."""
 
     nodes: list[GraphNode] = field(default_factory=list)
     edges: list[tuple[str, str]] = field(default_factory=list)
@@ -70,12 +74,14 @@ MAX_GRAPH_ENTITIES = 40
 MAX_GRAPH_LINKS = 200
 
 
-async def entity_graph(db: TenantSession, scope: MemoryAuthScope, owner_ids: dict[str, str | None]) -> Graph:
+async def entity_graph(
+    db: TenantSession, scope: MemoryAuthScope, owner_ids: dict[str, str | None]
+) -> EntityMemoryGraph:
     owner = scope.owner(owner_ids.get("user_id"), owner_ids.get("agent_id"), owner_ids.get("run_id"))
     rows = await repo.graph_for_owner(
         await db.connection(), owner, max_entities=MAX_GRAPH_ENTITIES, max_links=MAX_GRAPH_LINKS + 1
     )
-    graph = Graph(truncated=len(rows) > MAX_GRAPH_LINKS)
+    graph = EntityMemoryGraph(truncated=len(rows) > MAX_GRAPH_LINKS)
     seen: set[str] = set()
     for row in rows[:MAX_GRAPH_LINKS]:
         entity_id = str(row["entity_id"])
@@ -94,3 +100,31 @@ async def entity_graph(db: TenantSession, scope: MemoryAuthScope, owner_ids: dic
             graph.nodes.append(GraphNode(memory_id, "memory", row["memory"]))
         graph.edges.append((entity_id, memory_id))
     return graph
+
+
+async def graph(
+    db: TenantSession,
+    scope: MemoryAuthScope,
+    owner_ids: dict[str, str | None],
+    *,
+    as_of: str | None = None,
+    entity: str | None = None,
+    depth: int | None = None,
+    limit: int | None = None,
+) -> Graph:
+    """The owner's graph (GET /mem/v1/graph; Tabby's GET /memory/graph maps it to {nodes, rels}).
+
+    An owner id is required (a user's is its own); `as_of` an ISO time (default now); `entity`
+    an id or name to start from, `depth` 1-3 hops from it; at most `limit` (1-500) edges.
+    """
+    owner = scope.read_owner(owner_ids.get("user_id"), owner_ids.get("agent_id"), owner_ids.get("run_id"))
+    when = parse_as_of(as_of)
+    return await owner_graph(
+        await db.connection(), owner, as_of=when, entity=entity, depth=depth, limit=limit
+    )
+
+
+async def delete_relation(db: TenantSession, scope: MemoryAuthScope, relation_id: UUID) -> Deleted:
+    if not await remove_relation(await db.connection(), relation_id, scope.owner(), scope.actor):
+        raise NotFound("No relation with this id.", code="relation_not_found")
+    return Deleted(id=str(relation_id), message="Relation deleted; the graph history keeps a record of it.")

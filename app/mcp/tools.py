@@ -147,7 +147,7 @@ async def search_memories(
     threshold: Annotated[float | None, Field(description="Drop results scoring below this (0 to 1).")] = None,
 ) -> Result:
     """Find the memories most relevant to a query, best first. Each result has id, memory, metadata,
-    score (0 to 1) and score_breakdown (semantic, keyword, entity). Name an owner (user_id,
+    score (0 to 1) and score_breakdown (semantic, keyword, entity, graph). Name an owner (user_id,
     agent_id or run_id) unless a signed-in user's token names it."""
     async with tool_call(ctx, "search_memories") as call:
         request = _struct(

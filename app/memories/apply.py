@@ -81,6 +81,7 @@ class PlanWriter:
             metadata=dict(self.options.metadata),
             expires_at=self._expires_at(memory_type),
             entities=decision.entities,
+            relations=decision.relations,
             actor_id=decision.actor_id,
             role=decision.role,
         )
@@ -115,6 +116,7 @@ class PlanWriter:
             vector=self.vectors[decision.text],
             metadata={**current["metadata"], **self.options.metadata},
             entities=decision.entities,
+            relations=decision.relations,
         )
         if row is not None:
             self.out.results.append(

@@ -14,7 +14,15 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
-from app.core.linking.heuristic import ENTITY_TYPES, MAX_ENTITIES_PER_TEXT, MAX_ENTITY_CHARS, FoundEntity
+from app.core.linking.heuristic import (
+    ENTITY_TYPES,
+    MAX_ENTITIES_PER_TEXT,
+    MAX_ENTITY_CHARS,
+    MAX_RELATIONS_PER_TEXT,
+    FoundEntity,
+    FoundRelation,
+    normalise_relation,
+)
 from app.core.schemas import MAX_MEMORY_CHARS, MEMORY_TYPES
 
 EVENTS = ("ADD", "UPDATE", "DELETE", "NONE")
@@ -36,6 +44,8 @@ class Decision:
     # Who said it, for memories stored verbatim from one message.
     actor_id: str | None = None
     role: str | None = None
+    # None: the model said nothing about relations (the heuristic links the entities instead).
+    relations: list[FoundRelation] | None = None
 
 
 @dataclass
@@ -73,7 +83,39 @@ def _entities(raw: Any) -> list[FoundEntity]:
             continue
         text = text.strip()
         if 1 < len(text) <= MAX_ENTITY_CHARS:
-            out.append(FoundEntity(text, kind if kind in ENTITY_TYPES else "other"))
+            out.append(FoundEntity(text, kind if kind in ENTITY_TYPES else "other", _alias_of(item)))
+    return out
+
+
+def _alias_of(item: Any) -> str | None:
+    """The other name the model says this entity is ("Bob" -> "Robert Smith"), if any."""
+    raw = item.get("same_as", item.get("alias_of")) if isinstance(item, dict) else None
+    return raw.strip() if isinstance(raw, str) and 1 < len(raw.strip()) <= MAX_ENTITY_CHARS else None
+
+
+def _end(item: dict[str, Any], *names: str) -> str | None:
+    for name in names:
+        value = item.get(name)
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return None
+
+
+def _relations(raw: Any) -> list[FoundRelation] | None:
+    """The fact's relations; mem0's key names (relationship, destination) are read as well.
+    An unusable relation is dropped, never the fact."""
+    if raw is None:
+        return None
+    out: list[FoundRelation] = []
+    for item in raw[:MAX_RELATIONS_PER_TEXT] if isinstance(raw, list) else []:
+        if not isinstance(item, dict):
+            continue
+        source = _end(item, "source", "subject", "from")
+        target = _end(item, "target", "destination", "object", "to")
+        verb = _end(item, "relation", "relationship", "predicate", "type")
+        relation = normalise_relation(verb) if verb else None
+        if source and target and relation:
+            out.append(FoundRelation(source, relation, target))
     return out
 
 
@@ -102,6 +144,7 @@ def _read_fact(item: Any, temp_ids: dict[str, UUID], default_event: str) -> Deci
         target=target,
         memory_type=memory_type if memory_type in MEMORY_TYPES else None,
         entities=_entities(item.get("entities")),
+        relations=_relations(item.get("relations")),
     )
 
 

@@ -308,6 +308,8 @@ async def table_counts(conn: asyncpg.Connection) -> dict[str, int]:
                   (SELECT count(*) FROM mem.memory_history) AS memory_history,
                   (SELECT count(*) FROM mem.entities) AS entities,
                   (SELECT count(*) FROM mem.entity_links) AS entity_links,
+                  (SELECT count(*) FROM mem.relations) AS relations,
+                  (SELECT count(*) FROM mem.graph_history) AS graph_history,
                   (SELECT count(*) FROM mem.session_messages) AS session_messages,
                   (SELECT count(*) FROM mem.config) AS config"""
     )

@@ -14,7 +14,7 @@ from msgspec import UNSET, UnsetType
 # The add answer lives in app.core.views, shared with async-add events (app/core/jobs).
 from app.core.views import AddResponse as AddResponse
 from app.core.views import AddResult as AddResult
-from app.core.views import Memory
+from app.core.views import Memory, Relation
 from app.core.views import Skipped as Skipped
 
 
@@ -23,6 +23,8 @@ class MemoryPage(msgspec.Struct):
     total: int
     page: int
     page_size: int
+    # Only with include_relations=true: the open relations the page's memories assert.
+    relations: list[Relation] | UnsetType = UNSET
 
 
 class DeletedMany(msgspec.Struct):

@@ -144,6 +144,9 @@ class MemoryController(Controller):
         page: int | None = Parameter(default=None, ge=1),
         page_size: int | None = Parameter(default=None, ge=1),
         include_expired: str | None = None,
+        include_relations: str | None = Parameter(
+            default=None, description="true: add the relations the listed memories assert (mem0 graph shape)"
+        ),
     ) -> MemoryPage:
         return await service.list_memories(
             db,
@@ -155,6 +158,7 @@ class MemoryController(Controller):
             page_size=page_size if page_size is not None else _int_alias(request, "pageSize"),
             include_expired=flag(include_expired, "include_expired"),
             deps=deps,
+            include_relations=flag(include_relations, "include_relations"),
         )
 
     @delete(

@@ -14,6 +14,7 @@ from app.core import repo as core_repo
 from app.core.config import CONFIG_KEYS, EffectiveConfig, check_changes, merge_overrides
 from app.core.context import MemoryDeps
 from app.core.filters import scoped_filter
+from app.core.graph.service import relations_for_memories
 from app.core.jobs import service as jobs
 from app.core.jobs.views import Event
 from app.core.linking import repo as linking_repo
@@ -158,6 +159,7 @@ async def list_memories(
     page_size: int | None,
     include_expired: bool,
     deps: MemoryDeps,
+    include_relations: bool = False,
 ) -> MemoryPage:
     owner = scope.read_owner(
         owner_ids.get("user_id"),
@@ -174,7 +176,10 @@ async def list_memories(
         limit=page_size,
         offset=(page - 1) * page_size,
     )
-    return MemoryPage(results=[memory_view(r) for r in rows], total=total, page=page, page_size=page_size)
+    listed = MemoryPage(results=[memory_view(r) for r in rows], total=total, page=page, page_size=page_size)
+    if include_relations:
+        listed.relations = await relations_for_memories(await db.connection(), owner, [r["id"] for r in rows])
+    return listed
 
 
 async def _find(db: TenantSession, scope: MemoryAuthScope, memory_id: UUID, **kwargs: Any) -> Any:

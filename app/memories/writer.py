@@ -18,8 +18,8 @@ from prometheus_client import Counter
 from app.auth.scope import MemoryAuthScope, Owner
 from app.core.config import EffectiveConfig
 from app.core.context import MemoryDeps
-from app.core.linking.heuristic import FoundEntity, extract_entities
-from app.core.linking.service import link_entities, unlink_entities
+from app.core.linking.heuristic import FoundEntity, FoundRelation, extract_entities
+from app.core.linking.service import close_relations, link_memory, unlink_entities
 from app.db.session import TenantSession
 from app.memories import repo
 
@@ -56,6 +56,7 @@ class Writer:
         metadata: dict[str, Any],
         expires_at: datetime | None,
         entities: list[FoundEntity] | None = None,
+        relations: list[FoundRelation] | None = None,
         actor_id: str | None = None,
         role: str | None = None,
     ) -> asyncpg.Record:
@@ -71,7 +72,15 @@ class Writer:
             role=role,
             expires_at=expires_at,
         )
-        await link_entities(self.conn, owner, row["id"], entities if entities else extract_entities(text))
+        await link_memory(
+            self.conn,
+            owner,
+            row["id"],
+            entities if entities else extract_entities(text),
+            relations,
+            actor=self.scope.actor,
+            new=True,
+        )
         self._record(row, "ADD", None, text, new_metadata=row["metadata"])
         return row
 
@@ -84,6 +93,7 @@ class Writer:
         vector: np.ndarray | None,
         metadata: dict[str, Any],
         entities: list[FoundEntity] | None = None,
+        relations: list[FoundRelation] | None = None,
     ) -> asyncpg.Record | None:
         """Replace text and/or metadata of a memory already resolved within `owner`."""
         row = await repo.update_memory(
@@ -98,11 +108,17 @@ class Writer:
         if row is None:
             return None
         if text != current["memory"]:
-            # The entities follow the text, under the memory's own owner.
+            # The entities and relations follow the text, under the memory's own owner: what
+            # the old text asserted and the new one does not is closed (Berlin -> Paris).
             await unlink_entities(self.conn, [row["id"]])
             memory_owner = Owner(row["user_id"], row["agent_id"], row["run_id"])
-            await link_entities(
-                self.conn, memory_owner, row["id"], entities if entities else extract_entities(text)
+            await link_memory(
+                self.conn,
+                memory_owner,
+                row["id"],
+                entities if entities else extract_entities(text),
+                relations,
+                actor=self.scope.actor,
             )
         self._record(
             row,
@@ -115,8 +131,9 @@ class Writer:
         return row
 
     async def deleted(self, rows: list[asyncpg.Record]) -> None:
-        """Unlink and record memories the caller has soft-deleted within its owner."""
+        """Unlink, close their relations and record memories the caller has soft-deleted within its owner."""
         await unlink_entities(self.conn, [r["id"] for r in rows])
+        await close_relations(self.conn, [r["id"] for r in rows], self.scope.actor)
         for row in rows:
             self._record(row, "DELETE", row["memory"], None, old_metadata=row["metadata"])
 

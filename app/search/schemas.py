@@ -20,4 +20,8 @@ class SearchRequest(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=Tr
     filters: Any = None
     memory_type: str | None = None
     include_expired: bool = False
-    signals: list[str] | None = None  # subset of semantic, keyword, entity; default: all enabled
+    signals: list[str] | None = (
+        None  # subset of semantic, keyword, entity, graph; default: the configured ones
+    )
+    # mem0's graph memory shape: a top-level `relations` list of what the results assert.
+    include_relations: bool = False

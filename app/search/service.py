@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from uuid import UUID
 
 from app.auth.scope import MemoryAuthScope
 from app.core.context import MemoryDeps
 from app.core.filters import scoped_filter
+from app.core.graph.service import relations_for_memories
 from app.core.retrieval.service import SIGNALS, RetrievalQuery, passes, retrieve
 from app.core.schemas import MAX_QUERY_CHARS
 from app.core.views import ScoreBreakdown, ScoredMemory, scored_memory_view
@@ -111,12 +113,18 @@ async def search(
             semantic=round(parts["semantic"], 6),
             keyword=round(parts["keyword"], 6),
             entity=round(parts["entity"], 6),
+            graph=round(parts["graph"], 6),
         )
         results.append(scored_memory_view(row, round(score, 6), breakdown))
         if len(results) == top_k:
             break
+    body = SearchResponse(results=results)
+    if request.include_relations:
+        body.relations = await relations_for_memories(
+            await db.connection(), owner, [UUID(r.id) for r in results]
+        )
     finished = time.perf_counter()
     return SearchOutcome(
-        body=SearchResponse(results=results),
+        body=body,
         timings_ms={"embed": (embedded - started) * 1000, "retrieval": (finished - embedded) * 1000},
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from app.entities.service import Graph
+from app.entities.service import EntityMemoryGraph as Graph
 
 SIZE = 640
 CENTRE = SIZE / 2

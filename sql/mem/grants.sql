@@ -7,9 +7,9 @@ REVOKE ALL ON ALL TABLES IN SCHEMA mem FROM {{app_role}};
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA mem FROM {{app_role}};
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA mem FROM {{app_role}};
 GRANT USAGE ON SCHEMA mem TO {{app_role}};
-GRANT SELECT, INSERT, UPDATE, DELETE ON mem.memories, mem.entities, mem.entity_links, mem.session_messages
-    TO {{app_role}};
-GRANT SELECT, INSERT ON mem.memory_history TO {{app_role}};
+GRANT SELECT, INSERT, UPDATE, DELETE ON mem.memories, mem.entities, mem.entity_links, mem.relations,
+    mem.session_messages TO {{app_role}};
+GRANT SELECT, INSERT ON mem.memory_history, mem.graph_history TO {{app_role}};
 GRANT SELECT, UPDATE ON mem.config TO {{app_role}};
 -- The async-add queue (005): enqueued, claimed and finished by the app role; rows are never deleted by it.
 GRANT SELECT, INSERT, UPDATE ON mem.jobs TO {{app_role}};

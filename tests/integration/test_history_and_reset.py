@@ -204,7 +204,7 @@ async def test_reset_empties_every_mem_table_but_keeps_the_config(client, runtim
     )
     assert put.status_code == 200, put.text
     first = await add(client, tenant.service, "I live in Lisbon")
-    await add(client, tenant.service, "I work at Acme", user_id="bob")
+    await add(client, tenant.service, "I work at Acme with Maria", user_id="bob")
     await client.put(
         f"/mem/v1/memories/{first['id']}", json={"text": "I live in Porto"}, headers=tenant.service
     )
@@ -213,9 +213,12 @@ async def test_reset_empties_every_mem_table_but_keeps_the_config(client, runtim
     assert before == {
         "memories": 2,
         "memory_history": 3,
-        # Lisbon, Acme, Porto from the heuristic (Lisbon unlinked by the update), plus the seeded one.
-        "entities": 4,
-        "entity_links": 3,
+        # Lisbon, Acme, Maria, Porto from the heuristic (Lisbon unlinked by the update), plus the seeded one.
+        "entities": 5,
+        "entity_links": 4,
+        # Acme related_to Maria (heuristic co-mention), and its history row.
+        "relations": 1,
+        "graph_history": 1,
         "session_messages": 2,
         "config": 1,
     }
@@ -238,6 +241,8 @@ async def test_reset_empties_every_mem_table_but_keeps_the_config(client, runtim
         "memory_history": 0,
         "entities": 0,
         "entity_links": 0,
+        "relations": 0,
+        "graph_history": 0,
         "session_messages": 0,
         "config": 1,
     }

@@ -576,7 +576,7 @@ async def test_repository_never_crosses_owners_even_when_asked_directly(client, 
             )
             assert changed is None
             assert await repo.soft_delete(conn, alice_id, bob) is None
-            assert await entities_repo.delete_for_owner(conn, entity_id, bob) is False
+            assert await entities_repo.delete_for_owner(conn, entity_id, bob, "user:bob") is False
             rows, total = await repo.list_for_owner(
                 conn, bob, filters=NO_FILTER, include_expired=True, limit=50, offset=0
             )

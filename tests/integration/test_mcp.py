@@ -129,7 +129,7 @@ async def test_add_search_update_history_delete_through_tools(mcp_app, tenant: T
             assert [r["id"] for r in found["results"]] == [memory_id]  # bob's memory is not alice's
             top = found["results"][0]
             assert 0 < top["score"] <= 1
-            assert set(top["score_breakdown"]) == {"semantic", "keyword", "entity"}
+            assert set(top["score_breakdown"]) == {"semantic", "keyword", "entity", "graph"}
 
             listed = await ok(session, "list_memories", user_id="alice")
             assert listed["total"] == 1 and listed["results"][0]["metadata"] == {"source": "mcp"}

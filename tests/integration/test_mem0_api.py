@@ -151,7 +151,7 @@ async def test_list_and_search_generations(client: httpx.AsyncClient, world: Wor
         headers=h,
     )
     assert [m["id"] for m in s3.json()["results"]] == [world.bob]
-    assert set(s3.json()["results"][0]["score_breakdown"]) == {"semantic", "bm25", "entity"}
+    assert set(s3.json()["results"][0]["score_breakdown"]) == {"semantic", "bm25", "entity", "graph"}
 
 
 async def test_apikey_header_and_a_signed_in_user_work_too(client: httpx.AsyncClient, world: World):

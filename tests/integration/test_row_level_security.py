@@ -25,7 +25,16 @@ from app.runtime import Runtime
 from tests.conftest import TenantKeys, add, make_settings, new_tenant, set_row_claims, tenant_conn
 from testsupport.provider_server import FakeProviderServer
 
-OWNER_TABLES = ("memories", "memory_history", "entities", "entity_links", "session_messages", "jobs")
+OWNER_TABLES = (
+    "memories",
+    "memory_history",
+    "entities",
+    "entity_links",
+    "relations",
+    "graph_history",
+    "session_messages",
+    "jobs",
+)
 TENANT_TABLES = ("config", "schema_migrations")
 ALICE = RowClaims("authenticated", "alice")
 SERVICE = RowClaims.service()
@@ -34,6 +43,8 @@ ROWS = {
     "memories": "SELECT id::text AS key, user_id FROM mem.memories",
     "memory_history": "SELECT id::text AS key, user_id FROM mem.memory_history",
     "entities": "SELECT id::text AS key, user_id FROM mem.entities",
+    "relations": "SELECT id::text AS key, user_id FROM mem.relations",
+    "graph_history": "SELECT id::text AS key, user_id FROM mem.graph_history",
     "session_messages": "SELECT id::text AS key, user_id FROM mem.session_messages",
     "jobs": "SELECT id::text AS key, user_id FROM mem.jobs",
     "entity_links": "SELECT l.entity_id::text || '/' || l.memory_id::text AS key, m.user_id"
@@ -66,6 +77,7 @@ def _facts(text: str, entity: str) -> str:
                     "event": "ADD",
                     "memory_type": "LONG_TERM",
                     "entities": [{"text": entity, "type": "person"}],
+                    "relations": [{"source": "user", "relation": "knows", "target": entity}],
                 }
             ]
         }
@@ -225,6 +237,7 @@ def test_row_claims_refuse_an_unknown_role_or_a_user_without_an_id():
 def _bob_rows(seeded: Seeded) -> dict[str, tuple[str, list[Any]]]:
     bob_memory = UUID(next(iter(seeded.keys_of("memories", "bob"))))
     alice_entity = UUID(next(iter(seeded.keys_of("entities", "alice"))))
+    bob_source, bob_target = sorted(UUID(k) for k in seeded.keys_of("entities", "bob"))[:2]
     return {
         "memories": (
             "INSERT INTO mem.memories (user_id, memory, embedding, hash)"
@@ -243,6 +256,15 @@ def _bob_rows(seeded: Seeded) -> dict[str, tuple[str, list[Any]]]:
         ),
         "jobs": (
             "INSERT INTO mem.jobs (scope_role, user_id, payload) VALUES ('service_role', 'bob', '{}')",
+            [],
+        ),
+        "relations": (
+            "INSERT INTO mem.relations (user_id, source_entity_id, relation, target_entity_id, memory_id)"
+            " VALUES ('bob', $1, 'planted', $2, $3)",
+            [bob_source, bob_target, bob_memory],
+        ),
+        "graph_history": (
+            "INSERT INTO mem.graph_history (user_id, event, actor) VALUES ('bob', 'RELATION_ADD', 'user:alice')",
             [],
         ),
         # alice's own entity on bob's memory: the link is not alice's to make.

@@ -20,15 +20,15 @@ import numpy as np
 import pytest
 import pytest_asyncio
 
-from app.core.retrieval.service import W_ENTITY, W_KEYWORD, W_SEMANTIC
+from app.core.retrieval.service import W_ENTITY, W_GRAPH, W_KEYWORD, W_SEMANTIC
 from app.runtime import Runtime
 from tests.conftest import DIMS, TenantKeys, new_tenant, tenant_conn
 from testsupport.provider_server import FakeProviderServer, fake_embedding
 
 MEM = "/mem/v1"
-BREAKDOWN_KEYS = {"semantic", "keyword", "entity"}
-# Weights of the fused score, all three signals enabled (the default).
-WEIGHTS = {"semantic": W_SEMANTIC, "keyword": W_KEYWORD, "entity": W_ENTITY}
+BREAKDOWN_KEYS = {"semantic", "keyword", "entity", "graph"}
+# Weights of the fused score, all four signals enabled (the default).
+WEIGHTS = {"semantic": W_SEMANTIC, "keyword": W_KEYWORD, "entity": W_ENTITY, "graph": W_GRAPH}
 
 
 # Helpers
@@ -312,7 +312,7 @@ async def test_a_dense_only_score_is_the_cosine_similarity_of_the_embeddings(tea
         expected = max(0.0, cosine(query, np.array(fake_embedding(r["memory"], DIMS))))
         assert r["score"] == pytest.approx(expected, abs=1e-5)
         assert r["score_breakdown"] == pytest.approx(
-            {"semantic": expected, "keyword": 0.0, "entity": 0.0}, abs=1e-5
+            {"semantic": expected, "keyword": 0.0, "entity": 0.0, "graph": 0.0}, abs=1e-5
         )
 
 

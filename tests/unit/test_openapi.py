@@ -148,7 +148,7 @@ def test_a_search_result_documents_its_score_breakdown(document: dict[str, Any])
     assert {"id", "memory", "score", "score_breakdown", "created_at"} <= set(scored["properties"])
     assert "embedding" not in scored["properties"]
     breakdown = resolve(document, scored["properties"]["score_breakdown"])
-    assert set(breakdown["properties"]) == {"semantic", "keyword", "entity"}
+    assert set(breakdown["properties"]) == {"semantic", "keyword", "entity", "graph"}
 
 
 def test_an_enveloped_error_carries_the_error_body(document: dict[str, Any]) -> None:

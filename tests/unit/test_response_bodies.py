@@ -66,11 +66,13 @@ def test_a_memory_keeps_its_null_columns_and_never_shows_its_embedding() -> None
 
 
 def test_a_search_result_appends_score_and_breakdown_after_the_memory() -> None:
-    scored = scored_memory_view(memory_row(), 0.5, ScoreBreakdown(semantic=0.75, keyword=0.25, entity=0.0))
+    scored = scored_memory_view(
+        memory_row(), 0.5, ScoreBreakdown(semantic=0.75, keyword=0.25, entity=0.0, graph=0.0)
+    )
     expected = {
         **MEMORY_JSON,
         "score": 0.5,
-        "score_breakdown": {"semantic": 0.75, "keyword": 0.25, "entity": 0.0},
+        "score_breakdown": {"semantic": 0.75, "keyword": 0.25, "entity": 0.0, "graph": 0.0},
     }
     assert same_json(scored, expected)
 

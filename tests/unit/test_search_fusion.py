@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from app.core.retrieval.service import W_ENTITY, W_KEYWORD, W_SEMANTIC, Scored, fuse, passes
+from app.core.retrieval.service import W_ENTITY, W_GRAPH, W_KEYWORD, W_SEMANTIC, Scored, fuse, passes
 from app.text import MAX_TERMS, KeywordQuery, keyword_query, light_stem, query_phrases
 
 ALL = {"semantic", "keyword", "entity"}
@@ -15,9 +15,21 @@ T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
 
 def row(
-    id_: str, distance: float, bm25: float = 0.0, boost: float = 0.0, created: datetime = T0
+    id_: str,
+    distance: float,
+    bm25: float = 0.0,
+    boost: float = 0.0,
+    created: datetime = T0,
+    graph: float = 0.0,
 ) -> dict[str, Any]:
-    return {"id": id_, "distance": distance, "bm25": bm25, "entity_boost": boost, "created_at": created}
+    return {
+        "id": id_,
+        "distance": distance,
+        "bm25": bm25,
+        "entity_boost": boost,
+        "graph_boost": graph,
+        "created_at": created,
+    }
 
 
 def by_id(scored: list[tuple[float, dict[str, float], Any]]) -> dict[str, tuple[float, dict[str, float]]]:
@@ -37,7 +49,7 @@ def test_fuse_normalises_keyword_and_entity_by_their_maximum_over_the_candidates
 
 def test_fuse_weights_each_signal_and_divides_by_the_sum_of_the_enabled_weights() -> None:
     ((score, parts, _),) = fuse([row("a", 0.2, bm25=3.0, boost=1.0)], ALL)
-    assert parts == pytest.approx({"semantic": 0.8, "keyword": 1.0, "entity": 1.0})
+    assert parts == pytest.approx({"semantic": 0.8, "keyword": 1.0, "entity": 1.0, "graph": 0.0})
     expected = (W_SEMANTIC * 0.8 + W_KEYWORD * 1.0 + W_ENTITY * 1.0) / (W_SEMANTIC + W_KEYWORD + W_ENTITY)
     assert score == pytest.approx(expected)
 
@@ -178,9 +190,10 @@ def test_query_phrases_are_bounded() -> None:
 def test_the_configured_signals_are_the_default_and_a_request_may_name_its_own() -> None:
     from app.search.service import effective_signals
 
-    every = ("semantic", "keyword", "entity")
-    assert effective_signals(None, every, entity_enabled=True) == {"semantic", "keyword", "entity"}
-    assert effective_signals(None, every, entity_enabled=False) == {"semantic", "keyword"}
+    every = ("semantic", "keyword", "entity", "graph")
+    assert effective_signals(None, every, entity_enabled=True) == {"semantic", "keyword", "entity", "graph"}
+    assert effective_signals(None, every, entity_enabled=False) == {"semantic", "keyword", "graph"}
+    assert effective_signals(["graph"], every, entity_enabled=True) == {"graph"}
     assert effective_signals(None, ("semantic",), entity_enabled=True) == {"semantic"}
     assert effective_signals(["keyword"], ("semantic",), entity_enabled=True) == {"keyword"}
 
@@ -202,7 +215,7 @@ def test_search_signals_setting_parses_from_the_environment_and_refuses_unknown_
 
 
 def scored(score: float, semantic: float) -> Scored:
-    return Scored(score, {"semantic": semantic, "keyword": 0.0, "entity": 0.0}, None)
+    return Scored(score, {"semantic": semantic, "keyword": 0.0, "entity": 0.0, "graph": 0.0}, None)
 
 
 def test_threshold_applies_to_the_semantic_similarity_not_the_fused_score() -> None:
@@ -221,3 +234,15 @@ def test_a_row_scoring_zero_is_a_result_only_when_threshold_0_asks_for_everythin
     assert not passes(scored(0.0, semantic=0.0), None)
     assert passes(scored(0.01, semantic=0.01), None)
     assert passes(scored(0.0, semantic=0.0), 0.0)
+
+
+def test_the_graph_signal_is_normalised_by_its_maximum_and_weighted_like_the_others() -> None:
+    every = ALL | {"graph"}
+    scored = by_id(fuse([row("a", 0.5, graph=0.2), row("b", 0.5, graph=0.8)], every))
+    assert scored["a"][1]["graph"] == pytest.approx(0.25)
+    assert scored["b"][1]["graph"] == pytest.approx(1.0)
+    total = W_SEMANTIC + W_KEYWORD + W_ENTITY + W_GRAPH
+    assert scored["b"][0] == pytest.approx((W_SEMANTIC * 0.5 + W_GRAPH * 1.0) / total)
+    # Switched off, a graph value on the row leaks into no score.
+    off = by_id(fuse([row("a", 0.5, graph=0.2), row("b", 0.5, graph=0.8)], ALL))
+    assert off["a"][0] == off["b"][0]

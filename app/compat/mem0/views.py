@@ -171,7 +171,12 @@ def scored_view(m: ScoredMemory) -> Mem0Memory:
     view = memory_view(m)
     view.score = m.score
     parts = m.score_breakdown
-    view.score_breakdown = {"semantic": parts.semantic, "bm25": parts.keyword, "entity": parts.entity}
+    view.score_breakdown = {
+        "semantic": parts.semantic,
+        "bm25": parts.keyword,
+        "entity": parts.entity,
+        "graph": parts.graph,
+    }
     return view
 
 

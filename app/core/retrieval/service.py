@@ -1,4 +1,5 @@
-"""The retrieval core: candidate memories by meaning, words and entities, fused into one score.
+"""The retrieval core: candidate memories by meaning, words, entities and the entity graph,
+fused into one score.
 
 Search ranks with it; the add pipeline uses it to find the memories a new fact is compared
 with. The fused score, in [0, 1]:
@@ -7,7 +8,14 @@ with. The fused score, in [0, 1]:
     keyword  = bm25 / max(bm25 over the candidates)        (0 without a keyword hit)
     entity   = boost / max(boost over the candidates)      (boost = sum over named entities
                                                             linked to the memory of 1/(1+ln(links)))
-    score    = (W_SEMANTIC*semantic + W_KEYWORD*keyword + W_ENTITY*entity) / (sum of the enabled weights)
+    graph    = gboost / max(gboost over the candidates)    (gboost = sum over the entities reached
+                                                            from the named ones in 1-2 hops along open
+                                                            relations, linked to the memory, of
+                                                            reach/(1+ln(links)); reach = product of the
+                                                            edge weights on the best path, x0.5 per hop
+                                                            after the first)
+    score    = (W_SEMANTIC*semantic + W_KEYWORD*keyword + W_ENTITY*entity + W_GRAPH*graph)
+               / (sum of the enabled weights)
 
 Candidates are the union of each signal's top list, so a memory found only by a rare word
 (keyword-only) or only through an entity can still surface. With only the semantic signal
@@ -16,7 +24,7 @@ enabled the score is the plain cosine similarity.
 Ranking is by the fused score alone. Which results are returned is a separate rule
 (`passes`), because the fused score is a poor thing to threshold: its denominator holds the
 keyword and entity weights even when the query matched no word and named no entity, so a
-purely semantic match tops out near 1/1.55 = 0.65, and mem0 users' thresholds (tuned on
+purely semantic match tops out near 1/1.58 = 0.63, and mem0 users' thresholds (tuned on
 cosine similarity, which is what mem0 thresholds) would drop good matches:
 
     returned  <=>  max(semantic, score) >= threshold     (with a threshold)
@@ -48,11 +56,13 @@ from app.core.retrieval.caches import EXACT_SCAN_MAX_ROWS
 from app.core.schemas import MAX_QUERY_CHARS
 from app.text import keyword_query, query_phrases
 
-SIGNALS = ("semantic", "keyword", "entity")
+SIGNALS = ("semantic", "keyword", "entity", "graph")
 W_SEMANTIC = 1.0
 W_KEYWORD = 0.5
 W_ENTITY = 0.05
-WEIGHTS = {"semantic": W_SEMANTIC, "keyword": W_KEYWORD, "entity": W_ENTITY}
+# Small, like the entity weight: a neighbour's neighbour is a hint, not evidence (LoCoMo: README).
+W_GRAPH = 0.03
+WEIGHTS = {"semantic": W_SEMANTIC, "keyword": W_KEYWORD, "entity": W_ENTITY, "graph": W_GRAPH}
 # Each signal contributes this many candidates per requested result (at least MIN_CANDIDATES).
 CANDIDATES_PER_RESULT = 3
 MIN_CANDIDATES = 30
@@ -78,6 +88,7 @@ def fuse(rows: Sequence[asyncpg.Record], signals: frozenset[str] | set[str]) -> 
     """Score candidate rows by the formula in this module's docstring, best first."""
     max_bm25 = max((float(r["bm25"]) for r in rows), default=0.0)
     max_boost = max((float(r["entity_boost"]) for r in rows), default=0.0)
+    max_graph = max((float(r["graph_boost"]) for r in rows), default=0.0)
     total = sum(w for s, w in WEIGHTS.items() if s in signals)
     scored = []
     for row in rows:
@@ -85,6 +96,7 @@ def fuse(rows: Sequence[asyncpg.Record], signals: frozenset[str] | set[str]) -> 
             "semantic": max(0.0, min(1.0, 1.0 - float(row["distance"]))) if "semantic" in signals else 0.0,
             "keyword": float(row["bm25"]) / max_bm25 if max_bm25 > 0 else 0.0,
             "entity": float(row["entity_boost"]) / max_boost if max_boost > 0 else 0.0,
+            "graph": float(row["graph_boost"]) / max_graph if max_graph > 0 else 0.0,
         }
         scored.append(Scored(sum(WEIGHTS[s] * parts[s] for s in signals) / total, parts, row))
     # Ties (e.g. several memories whose clamped semantic score is 0) are broken by the raw
@@ -136,11 +148,12 @@ async def retrieve(
         query.vector,
         term_queries=keywords.term_queries if "keyword" in signals else (),
         tsquery=keywords.tsquery if "keyword" in signals else None,
-        phrases=query_phrases(query.text) if "entity" in signals else (),
+        phrases=query_phrases(query.text) if signals & {"entity", "graph"} else (),
         limits=repo.SignalLimits(
             dense=n if "semantic" in signals else 0,
             keyword=n if "keyword" in signals else 0,
             entity=n if "entity" in signals else 0,
+            graph=n if "graph" in signals else 0,
         ),
         filters=query.filters,
         include_expired=query.include_expired,
