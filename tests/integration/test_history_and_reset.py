@@ -217,6 +217,7 @@ async def test_reset_empties_every_mem_table_but_keeps_the_config(client, runtim
         "entities": 4,
         "entity_links": 3,
         "session_messages": 2,
+        "jobs": 0,
         "config": 1,
     }
 
@@ -239,6 +240,7 @@ async def test_reset_empties_every_mem_table_but_keeps_the_config(client, runtim
         "entities": 0,
         "entity_links": 0,
         "session_messages": 0,
+        "jobs": 0,
         "config": 1,
     }
     config = await client.get("/mem/v1/config", headers=tenant.service)
