@@ -294,11 +294,22 @@ async def owners_for_owner(conn: asyncpg.Connection, owner: Owner) -> list[async
 
 
 async def reset_tenant(conn: asyncpg.Connection) -> dict[str, int]:
-    """Empty every mem table but the config; the rows removed per table."""
+    """Empty every mem table but the config, the queue of async adds included; the rows removed
+    per table.
+
+    Lock order: mem.reset() first takes the memory tables in the writers' order (sql/mem/004), and
+    only then are the jobs deleted. A worker's add transaction writes those tables before it marks
+    its job SUCCEEDED, so both take the tables before the job rows and cannot deadlock. A job a
+    worker is running when the reset commits is gone: its SUCCEEDED update then matches nothing and
+    its writes roll back, so no queued add re-adds memories after a reset.
+    """
     removed = await conn.fetchval("SELECT mem.reset()")
     if isinstance(removed, str):
         removed = json.loads(removed)
-    return {str(k): int(v) for k, v in dict(removed).items()}
+    counts = {str(k): int(v) for k, v in dict(removed).items()}
+    deleted = await conn.execute("DELETE FROM mem.jobs")
+    counts["jobs"] = int(deleted.split()[-1])
+    return counts
 
 
 async def table_counts(conn: asyncpg.Connection) -> dict[str, int]:
@@ -311,6 +322,7 @@ async def table_counts(conn: asyncpg.Connection) -> dict[str, int]:
                   (SELECT count(*) FROM mem.relations) AS relations,
                   (SELECT count(*) FROM mem.graph_history) AS graph_history,
                   (SELECT count(*) FROM mem.session_messages) AS session_messages,
+                  (SELECT count(*) FROM mem.jobs) AS jobs,
                   (SELECT count(*) FROM mem.config) AS config"""
     )
     return {k: int(v) for k, v in dict(row).items()}

@@ -336,4 +336,6 @@ async def reset(db: TenantSession, scope: MemoryAuthScope, deps: MemoryDeps) -> 
     removed = await db.retry_alone(repo.reset_tenant)
     await deps.record_reset(scope.actor, removed)
     log.warning("tenant_memory_reset", removed=removed)
-    return ResetDone(message="All memories of this tenant were deleted; config was kept.", removed=removed)
+    return ResetDone(
+        message="All memories and queued adds of this tenant were deleted; config was kept.", removed=removed
+    )

@@ -1,8 +1,8 @@
 """The tenant at a glance: counts by type and owner, adds per day, the service's own latencies.
 
 Latencies come from this process's Prometheus histograms (the /mem/v1 routes of every tenant),
-so only the platform admin sees them, as only the admin may read /metrics. The async-add queue
-does not exist yet: its place on the page says "not available" (hook: `queue_depth`).
+so only the platform admin sees them, as only the admin may read /metrics. The async-add queue's
+depth is the tenant's own: its jobs per status, read from its database (mem.jobs).
 """
 
 from __future__ import annotations
@@ -14,6 +14,9 @@ from litestar import Request, get
 from litestar.response import Template
 from prometheus_client import REGISTRY
 
+from app.auth.scope import MemoryAuthScope
+from app.core.jobs import service as jobs
+from app.db.session import TenantSession
 from app.memories import overview
 from app.memories import service as memories
 from app.studio.web import Studio
@@ -57,9 +60,18 @@ def latencies() -> list[Latency]:
     return [_latency(*route) for route in TIMED_ROUTES]
 
 
-def queue_depth() -> int | None:
-    """Hook for the async-add queue: None (shown as "not available") until that queue exists."""
-    return None
+@dataclass(frozen=True)
+class QueueDepth:
+    """The tenant's async adds waiting, being run, and failed for good."""
+
+    pending: int
+    running: int
+    failed: int
+
+
+async def queue_depth(db: TenantSession, scope: MemoryAuthScope) -> QueueDepth:
+    counts = await jobs.status_counts(db, scope)
+    return QueueDepth(pending=counts["PENDING"], running=counts["RUNNING"], failed=counts["FAILED"])
 
 
 def bars(values: list[tuple[str, int]]) -> list[dict[str, Any]]:
@@ -74,6 +86,7 @@ async def overview_page(request: Request[Any, Any, Any], studio: Studio) -> Temp
     async with studio.tenant(request, session) as call:
         seen = await overview.overview(call.db, call.scope)
         stats = await memories.stats(call.db, call.scope, {})
+        depth = await queue_depth(call.db, call.scope)
     return studio.page(
         request,
         session,
@@ -85,5 +98,5 @@ async def overview_page(request: Request[Any, Any, Any], studio: Studio) -> Temp
         type_bars=bars(list(seen.by_type.items())),
         day_bars=bars(seen.adds_per_day),
         latencies=latencies() if session.is_admin else None,
-        queue_depth=queue_depth(),
+        queue_depth=depth,
     )

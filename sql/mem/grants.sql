@@ -11,8 +11,9 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON mem.memories, mem.entities, mem.entity_l
     mem.session_messages TO {{app_role}};
 GRANT SELECT, INSERT ON mem.memory_history, mem.graph_history TO {{app_role}};
 GRANT SELECT, UPDATE ON mem.config TO {{app_role}};
--- The async-add queue (005): enqueued, claimed and finished by the app role; rows are never deleted by it.
-GRANT SELECT, INSERT, UPDATE ON mem.jobs TO {{app_role}};
+-- The async-add queue (005): enqueued, claimed and finished by the app role; deleted only by a
+-- reset (app.memories.repo.reset_tenant), after mem.reset() has locked the memory tables.
+GRANT SELECT, INSERT, UPDATE, DELETE ON mem.jobs TO {{app_role}};
 GRANT SELECT ON mem.schema_migrations TO {{app_role}};
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA mem TO {{app_role}};
 -- reset() is SECURITY DEFINER: the app role empties the store through it, never by TRUNCATE.

@@ -220,6 +220,7 @@ async def test_reset_empties_every_mem_table_but_keeps_the_config(client, runtim
         "relations": 1,
         "graph_history": 1,
         "session_messages": 2,
+        "jobs": 0,
         "config": 1,
     }
 
@@ -244,6 +245,7 @@ async def test_reset_empties_every_mem_table_but_keeps_the_config(client, runtim
         "relations": 0,
         "graph_history": 0,
         "session_messages": 0,
+        "jobs": 0,
         "config": 1,
     }
     config = await client.get("/mem/v1/config", headers=tenant.service)

@@ -14,7 +14,11 @@ import httpx
 import pytest
 import pytest_asyncio
 
+from app.access import tenant_transaction
+from app.core.jobs import service as jobs
 from app.runtime import Runtime
+from app.settings import QueueSettings
+from app.worker.runner import SUCCEEDED, run_job, service_scope
 from tests.conftest import TenantKeys, new_tenant, table_counts, tenant_conn
 
 P = "/mem0"
@@ -99,18 +103,57 @@ async def test_v3_add_v1_add_and_their_output_formats(client: httpx.AsyncClient,
     assert listed.json()["count"] == 3 and {m["app_id"] for m in listed.json()["results"]} == {"kitchen"}
 
 
-async def test_the_async_default_is_refused_until_the_queue_exists_and_stores_nothing(
+async def test_the_async_default_is_queued_and_its_event_ends_with_mem0s_results(
     client: httpx.AsyncClient, runtime: Runtime, tenant
 ):
-    before = await table_counts(runtime, tenant)
+    """No async_mode (mem0's default is true): a PENDING job at once, no memory yet; once a
+    worker has run it, the event answers SUCCEEDED with `{id, event, memory}`."""
+    h = token(tenant.service_role_key)
     r = await client.post(
-        f"{P}/v3/memories/add/",
-        json={"messages": "Gina hikes", "user_id": "gina"},
-        headers=token(tenant.service_role_key),
+        f"{P}/v3/memories/add/", json={"messages": "Gina hikes", "user_id": "gina", "infer": False}, headers=h
     )
-    assert (r.status_code, r.json()["code"]) == (501, "async_mode_unavailable")
-    assert "async_mode" in r.json()["detail"]
-    assert await table_counts(runtime, tenant) == before
+    assert r.status_code == 200, r.text
+    (item,) = r.json()["results"]
+    assert (item["status"], set(item)) == ("PENDING", {"message", "status", "event_id"})
+    v1 = await client.post(
+        f"{P}/v1/memories/", json={"messages": "Gina climbs", "user_id": "gina", "infer": False}, headers=h
+    )
+    assert v1.status_code == 200 and v1.json()[0]["status"] == "PENDING"  # v1.0: a bare list
+    conn = await tenant_conn(runtime, tenant)
+    try:
+        jobs_in_db = await conn.fetch("SELECT id, status, user_id FROM mem.jobs ORDER BY created_at")
+        assert [(str(j["id"]), j["status"], j["user_id"]) for j in jobs_in_db] == [
+            (item["event_id"], "PENDING", "gina"),
+            (v1.json()[0]["event_id"], "PENDING", "gina"),
+        ]
+        assert await conn.fetchval("SELECT count(*) FROM mem.memories") == 0
+
+        pending = (await client.get(f"{P}/v1/event/{item['event_id']}/", headers=h)).json()
+        assert (pending["status"], pending["results"], pending["error"]) == ("PENDING", [], None)
+        assert pending["payload"]["messages"] == "Gina hikes"
+
+        assert await run_next_job(runtime, tenant.ref) == item["event_id"]  # oldest first
+        done = (await client.get(f"{P}/v1/event/{item['event_id']}", headers=h)).json()
+        memory_id = await conn.fetchval("SELECT id::text FROM mem.memories WHERE memory = 'Gina hikes'")
+    finally:
+        await conn.close()
+    assert done["status"] == "SUCCEEDED"
+    assert done["results"] == [{"id": memory_id, "event": "ADD", "memory": "Gina hikes"}]
+    listed = (await client.get(f"{P}/v1/events/", headers=h)).json()
+    assert [(e["id"], e["status"]) for e in listed["results"]] == [
+        (v1.json()[0]["event_id"], "PENDING"),
+        (item["event_id"], "SUCCEEDED"),
+    ]
+    assert (listed["count"], listed["next"], listed["previous"]) == (2, None, None)
+
+
+async def run_next_job(runtime: Runtime, ref: str) -> str:
+    """What a queue worker does with the tenant's next job (this app runs no workers): its id."""
+    async with tenant_transaction(runtime, service_scope(ref)) as db:
+        job = await jobs.claim(db, ref, lease_seconds=30)
+    assert job is not None
+    assert await run_job(runtime, job, QueueSettings()) == SUCCEEDED
+    return str(job.id)
 
 
 async def test_list_and_search_generations(client: httpx.AsyncClient, world: World):
@@ -183,6 +226,7 @@ class Call:
 
 
 ADD = {"messages": "Mallory was here", "user_id": "alice", "infer": False, "async_mode": False}
+ASYNC_ADD = {"messages": "Mallory was here", "user_id": "alice", "infer": False}
 CALLS = [
     Call("GET", "/v1/ping/"),
     Call("POST", "/v3/memories/add/", ADD),
@@ -203,7 +247,8 @@ CALLS = [
     Call("GET", "/v1/entities/"),
     Call("DELETE", "/v2/entities/user/alice/", by_id=True),
     Call("DELETE", "/v1/entities/user/alice/", by_id=True),
-    Call("GET", f"/v1/event/{MISSING}/"),
+    Call("POST", "/v3/memories/add", ASYNC_ADD),  # mem0's default: queued
+    Call("GET", f"/v1/event/{MISSING}/", by_id=True),
     Call("GET", "/v1/events/"),
     Call("POST", "/v1/exports/", {"schema": "{}"}),
 ]
@@ -316,6 +361,12 @@ BAD = [
     Bad("POST", "/v3/memories/add/", {**ADD, "expiration_date": "yesterday"}, 400, "invalid_expiration_date"),
     Bad("POST", "/v3/memories/add/", {**ADD, "filters": "alice"}, 400, "invalid_filter"),
     Bad("POST", "/v1/memories/", {**ADD, "output_format": "v2"}, 400, "invalid_output_format"),
+    # Async adds (the default) are checked before they are queued: no job row (snapshot counts jobs).
+    Bad("POST", "/v3/memories/add", {**ASYNC_ADD, "user_id": None}, 400, "owner_required"),
+    Bad("POST", "/v3/memories/add", {**ASYNC_ADD, "expiration_date": "x"}, 400, "invalid_expiration_date"),
+    Bad("POST", "/v3/memories/add", {**ASYNC_ADD, "immutable": True}, 501, "mem0_field_not_supported"),
+    Bad("POST", "/v1/memories/", {**ASYNC_ADD, "messages": "x" * 30_000}, 400, "message_too_long"),
+    Bad("POST", "/v1/memories/", {**ASYNC_ADD, "messages": []}, 400, "empty_messages"),
     Bad("POST", "/v3/memories/", {"filters": {}}, 400, "owner_required"),
     Bad("POST", "/v3/memories/", {"filters": {"user_id": {"regex": "a.*"}}}, 400, "invalid_filter"),
     Bad("POST", "/v3/memories/", {"filters": ALICE, "page_size": 100000}, 400, "invalid_page_size"),

@@ -3,7 +3,8 @@
 
 Every step is checked in the tenant's database too. The SDK's telemetry is off (MEM0_TELEMETRY,
 read when mem0 is imported) and its config directory is a temporary one: nothing leaves 127.0.0.1.
-Async adds (the SDK's default async_mode) wait for the job queue; these tests send async_mode=False.
+These tests send async_mode=False (processed before the answer); the SDK's default, async adds on
+the job queue, is tests/integration/test_mem0_async.py.
 """
 
 from __future__ import annotations

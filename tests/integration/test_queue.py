@@ -458,3 +458,77 @@ async def test_queue_depth_latency_and_outcomes_are_on_metrics(api, keys, worker
     assert latency is not None and float(latency.group(1)) >= 1
     assert re.search(r'^memory_queue_job_attempts_total\{outcome="succeeded"\} [1-9]', text, re.M)
     assert re.search(r"^memory_queue_jobs_enqueued_total [1-9]", text, re.M)
+
+
+# --- reset ----------------------------------------------------------------------------------------------
+
+
+async def test_a_reset_empties_the_queue_so_no_queued_add_comes_back_afterwards(api, runtime_, keys):
+    # No workers yet: the adds wait, PENDING, when the reset comes.
+    queued = [await async_add(api, keys.service, f"Alice fact {i}", user_id="alice") for i in range(3)]
+    assert (await table_counts(runtime_, keys))["jobs"] == 3
+
+    response = await api.post(f"{MEM}/reset", headers=keys.service)
+
+    assert response.status_code == 200, response.text
+    assert response.json()["removed"]["jobs"] == 3
+    (record,) = await runtime_.platform.resets(keys.ref)
+    assert record["removed"]["jobs"] == 3
+    assert await job_rows(runtime_, keys) == []
+    for event in queued:
+        gone = await api.get(f"{MEM}/events/{event['id']}", headers=keys.service)
+        assert (gone.status_code, gone.json()["code"]) == (404, "event_not_found")
+    # Workers start and run what is queued: only the add made after the reset.
+    started = QueueWorkers(runtime_, QUEUE)
+    await started.start()
+    try:
+        after = await async_add(api, keys.service, "Alice fact after the reset", user_id="alice")
+        await wait_for(api, keys.service, after["id"], {"SUCCEEDED"})
+        await started.scan()
+        await asyncio.sleep(QUEUE.scan_seconds * 2)
+    finally:
+        await started.stop(grace_seconds=2)
+    assert [m["memory"] for m in await memories(runtime_, keys)] == ["Alice fact after the reset"]
+    assert [(str(r["id"]), r["status"]) for r in await job_rows(runtime_, keys)] == [
+        (after["id"], "SUCCEEDED")
+    ]
+
+
+async def test_a_job_running_when_the_reset_commits_writes_nothing(api, runtime_, keys):
+    # The attempt claimed its job before the reset and runs its add after it: its SUCCEEDED update
+    # finds no job, so its writes roll back (a reset is never undone by a job already running).
+    event = await async_add(api, keys.service, "Alice keeps goats", user_id="alice", infer=False)
+    async with tenant_transaction(runtime_, service_scope(keys.ref)) as db:
+        job = await jobs.claim(db, keys.ref, 30)
+    assert job is not None and str(job.id) == event["id"]
+
+    response = await api.post(f"{MEM}/reset", headers=keys.service)
+    assert response.status_code == 200 and response.json()["removed"]["jobs"] == 1
+
+    assert await run_job(runtime_, job, QUEUE) == LOST
+    counts = await table_counts(runtime_, keys)
+    assert (counts["memories"], counts["memory_history"], counts["session_messages"], counts["jobs"]) == (
+        0,
+        0,
+        0,
+        0,
+    )
+
+
+async def test_resets_beside_running_workers_never_deadlock_and_leave_nothing_half_done(
+    api, runtime_, keys, workers
+):
+    """Adds (writes, then the job row) and resets (the memory tables, then the job rows) take their
+    locks in one order: each reset beside running jobs answers 200, and after the last one nothing of
+    the adds it removed comes back (a job still running then rolls its writes back)."""
+    for round_ in range(3):
+        for i in range(6):
+            await async_add(api, keys.service, f"Round {round_} fact {i}", user_id=f"u{i % 2}", infer=False)
+        if round_:
+            await asyncio.sleep(0.05 * round_)  # let some jobs be running, some done, some waiting
+        response = await api.post(f"{MEM}/reset", headers=keys.service)
+        assert response.status_code == 200, response.text
+    await workers.scan()
+    await asyncio.sleep(QUEUE.scan_seconds * 2)
+    counts = await table_counts(runtime_, keys)
+    assert (counts["memories"], counts["memory_history"], counts["jobs"]) == (0, 0, 0), counts

@@ -8,7 +8,8 @@ import re
 from app.access import resolve_scope, tenant_transaction
 from app.entities.service import entity_graph
 from app.memories import overview
-from tests.conftest import add
+from app.studio.overview import QueueDepth, queue_depth
+from tests.conftest import add, tenant_conn
 
 
 async def _as(runtime, headers):
@@ -32,6 +33,61 @@ async def test_a_user_sees_only_its_own_counts_owners_and_graph(client, runtime,
         assert dict((await overview.owners(db, service)).user_id) == {"alice": 1, "mallory": 1}
         seen = await overview.overview(db, service)
     assert seen.total == 2 and seen.adds_per_day[-1][1] == 2 and len(seen.adds_per_day) == 30
+
+
+async def _queue_async_add(client, headers, text: str, user_id: str) -> str:
+    body = {"messages": text, "user_id": user_id, "infer": False, "async": True}
+    r = await client.post("/mem/v1/memories", json=body, headers=headers)
+    assert r.status_code == 202, r.text
+    return str(r.json()["id"])
+
+
+async def test_the_queue_depth_counts_the_callers_jobs_per_status(client, runtime, tenant, other_tenant):
+    # This app runs no queue workers: the adds stay PENDING; one is marked RUNNING, one FAILED.
+    for i in range(3):
+        await _queue_async_add(client, tenant.service, f"Alice fact {i}", "alice")
+    running = await _queue_async_add(client, tenant.service, "Bob fact", "bob")
+    failed = await _queue_async_add(client, tenant.service, "Alice bad fact", "alice")
+    await _queue_async_add(client, other_tenant.service, "Elsewhere", "alice")
+    conn = await tenant_conn(runtime, tenant)
+    try:
+        await conn.execute(
+            """UPDATE mem.jobs SET status = 'RUNNING', claim_token = gen_random_uuid(),
+                   lease_until = now() + interval '1 minute' WHERE id = $1::uuid""",
+            running,
+        )
+        await conn.execute(
+            "UPDATE mem.jobs SET status = 'FAILED', error_code = 'x' WHERE id = $1::uuid", failed
+        )
+        in_db = dict(await conn.fetch("SELECT status, count(*) FROM mem.jobs GROUP BY 1"))
+        alice_in_db = dict(
+            await conn.fetch("SELECT status, count(*) FROM mem.jobs WHERE user_id = 'alice' GROUP BY 1")
+        )
+    finally:
+        await conn.close()
+    assert in_db == {"PENDING": 3, "RUNNING": 1, "FAILED": 1}
+
+    service = await _as(runtime, tenant.service)
+    async with tenant_transaction(runtime, service) as db:
+        assert await queue_depth(db, service) == QueueDepth(pending=3, running=1, failed=1)
+    alice = await _as(runtime, tenant.user("alice"))
+    async with tenant_transaction(runtime, alice) as db:
+        assert await queue_depth(db, alice) == QueueDepth(
+            pending=alice_in_db["PENDING"], running=0, failed=alice_in_db["FAILED"]
+        )
+    elsewhere = await _as(runtime, other_tenant.service)
+    async with tenant_transaction(runtime, elsewhere) as db:
+        assert await queue_depth(db, elsewhere) == QueueDepth(pending=1, running=0, failed=0)
+
+    login = await client.get("/studio/login")
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', login.text).group(1)
+    await client.post("/studio/login", data={"csrf_token": csrf, "key": tenant.service_role_key})
+    try:
+        page = (await client.get("/studio/overview")).text
+    finally:
+        client.cookies.clear()
+    for status, n in (("pending", 3), ("running", 1), ("failed", 1)):
+        assert f'<td id="queue-{status}">{n}</td>' in page
 
 
 async def test_studio_without_a_session_sends_to_sign_in_and_changes_nothing(client, runtime, tenant):

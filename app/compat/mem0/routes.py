@@ -60,7 +60,6 @@ _ERRORS = mem0_errors()
 _BY_ID = mem0_errors(404)
 _BODY = mem0_errors(413, *PROVIDER_ERRORS)
 _BY_ID_BODY = mem0_errors(404, 413, *PROVIDER_ERRORS)
-_QUEUE = mem0_errors(404, 501)
 ENTITY_TYPES = {"user": "user_id", "agent": "agent_id", "run": "run_id"}
 
 
@@ -130,7 +129,7 @@ class Mem0Controller(Controller):
     @post(
         "/v3/memories/add",
         status_code=HTTP_200_OK,
-        summary="mem0: add memories (async_mode false: processed before the answer)",
+        summary="mem0: add memories (queued by default; async_mode false: processed before the answer)",
         responses=mem0_errors(413, 501, *PROVIDER_ERRORS),
         dto=StrictBody[Mem0AddRequest],
         return_dto=None,
@@ -378,22 +377,23 @@ class Mem0Controller(Controller):
             raise NotFound(f"No {entity_type} named {name!r} holds memories.", code="entity_not_found")
         return Mem0Done(message="Entity deleted successfully!")
 
-    @get("/v1/event/{event_id:str}", summary="mem0: one async add's event", responses=_QUEUE)
+    @get("/v1/event/{event_id:str}", summary="mem0: one async add's event", responses=_BY_ID)
     async def event(
         self, event_id: Annotated[str, id_parameter("event id")], auth: MemoryAuthScope, db: TenantSession
     ) -> Mem0Event:
         return await events.read_event(db, auth, parse_id(event_id, "event_id"))
 
-    @get("/v1/events", summary="mem0: the caller's async add events", responses=_QUEUE)
+    @get("/v1/events", summary="mem0: the caller's async add events, newest first", responses=_ERRORS)
     async def event_list(
         self,
         request: Request[Any, Any, Any],
         auth: MemoryAuthScope,
         db: TenantSession,
+        deps: MemoryDeps,
         page: int | None = Parameter(default=None, ge=1),
         page_size: int | None = Parameter(default=None, ge=1),
     ) -> Mem0EventPage:
-        return await events.list_events(db, auth, page, page_size, str(request.url))
+        return await events.list_events(db, auth, page, page_size, str(request.url), deps)
 
 
 def _batch(data: Mem0BatchRequest) -> list[tuple[Mem0BatchItem, UUID]]:

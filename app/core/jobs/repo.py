@@ -68,6 +68,15 @@ async def list_for_owner(
     return rows, int(total)
 
 
+async def status_counts(conn: asyncpg.Connection, owner: Owner) -> dict[str, int]:
+    """How many of an owner's jobs (a tenant-wide service scope: all of them) are in each status."""
+    where = owner_clause(owner, 1, alias="j")
+    rows = await conn.fetch(
+        f"SELECT j.status, count(*) AS n FROM mem.jobs j WHERE {where.sql} GROUP BY j.status", *where.params
+    )
+    return {r["status"]: int(r["n"]) for r in rows}
+
+
 # Claiming: one statement locks the oldest candidate (SKIP LOCKED: never waits on, nor takes, a
 # row another worker is claiming) and marks it RUNNING under a fresh token and lease.
 _CLAIM = f"""UPDATE mem.jobs j

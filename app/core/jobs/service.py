@@ -91,6 +91,13 @@ async def list_events(
     return EventPage(results=[event_view(r) for r in rows], total=total, page=page, page_size=page_size)
 
 
+async def status_counts(db: TenantSession, scope: MemoryAuthScope) -> dict[str, int]:
+    """The caller's jobs per status, every status present (0 when none): a user's own, service_role
+    the whole tenant's."""
+    found = await repo.status_counts(await db.connection(), scope.owner())
+    return {status: found.get(status, 0) for status in STATUSES}
+
+
 @dataclass(frozen=True)
 class ClaimedJob:
     """A job this worker holds under `token` until its lease runs out."""
