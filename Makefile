@@ -34,6 +34,8 @@ $(RUNTIME_STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch==2.13.0 (CPU) is pinned in pyproject.toml; pip finds it on this machine's disk.
 	$(BIN)/pip install --quiet -e .
+	# The local embedder's ONNX graphs, exported from the shipped weights (ONNX_CACHE_DIR=... or ~/.cache/memory/onnx).
+	$(BIN)/python -m app.providers.onnx_export --if-missing $(if $(ONNX_CACHE_DIR),--cache-dir $(ONNX_CACHE_DIR))
 	touch $(RUNTIME_STAMP)
 
 $(DEV_STAMP): $(RUNTIME_STAMP)
@@ -45,7 +47,7 @@ setup: $(DEV_STAMP) ## Create .venv (Python 3.11; PYTHON=... picks it) with the 
 
 # The bench extra on top of setup; redone whenever setup is (pyproject.toml changed).
 $(BENCH_STAMP): $(DEV_STAMP)
-	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	$(BIN)/pip install --quiet -e '.[dev,bench,peers]'
 	touch $(BENCH_STAMP)
 
 .PHONY: run
@@ -61,7 +63,7 @@ test: lint ## The full gate: lint (ruff, format, mypy --strict, import contracts
 	$(BIN)/python -m pytest -q
 
 .PHONY: bench
-bench: $(BENCH_STAMP) ## Benchmarks: LoCoMo recall and search latency (writes bench/results/)
+bench: $(BENCH_STAMP) ## Benchmarks: LoCoMo recall, search latency, and the mem0 peer bench (writes bench/results/)
 	$(BIN)/python -m bench
 
 .PHONY: lint

@@ -14,9 +14,18 @@ from typing import Any
 
 import httpx
 
-from bench import corpus, latency, locomo, mcp_overhead, noisy, pipeline, report
+from bench import corpus, latency, locomo, mcp_overhead, noisy, peers, pipeline, report
 from bench.progress import log
 from bench.service import ROOT, Service, attach_external, start_managed
+
+# The platform's default per-tenant limits (20 adds/s for a service key) would refuse most of the
+# LoCoMo adds; the limits stay on (their check is part of every request), far above the load.
+BENCH_LIMITS = {
+    "LIMITS_SERVICE_REQUESTS_PER_SECOND": "100000",
+    "LIMITS_SERVICE_ADDS_PER_SECOND": "100000",
+    "LIMITS_MAX_IN_FLIGHT": "64",
+    "LIMITS_EMBEDDING_QUEUE": "4096",
+}
 
 
 def _ints(text: str) -> list[int]:
@@ -27,8 +36,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument(
         "--only",
-        choices=["locomo", "latency", "pipeline", "noisy", "mcp"],
-        help="run one part only (default: all five)",
+        choices=["locomo", "latency", "pipeline", "noisy", "mcp", "peers"],
+        help="run one part only (default: all six)",
     )
     p.add_argument("--noisy-flood", type=int, default=None, help="noisy neighbour: A's requests (3000)")
     p.add_argument("--pipeline-adds", type=int, default=None, help="infer=true adds at concurrency 1 (100)")
@@ -78,6 +87,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="concurrency of the measured LoCoMo searches (default 1)",
     )
     p.add_argument("--add-concurrency", type=int, default=16, help="adds in flight for LoCoMo (default 16)")
+    p.add_argument(
+        "--peers-size",
+        type=int,
+        default=None,
+        help="peers: memories of the corpus both sides hold (default 100000 over --users; 0 = LoCoMo only)",
+    )
     p.add_argument("--url", help="benchmark an already running service instead of starting one")
     p.add_argument("--admin-key", default=os.environ.get("MEM_ADMIN_KEY"), help="with --url")
     p.add_argument("--database-url", help="with --url: a superuser DSN of its PostgreSQL (for seeding)")
@@ -97,6 +112,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.locomo_samples = args.locomo_samples or (1 if q else None)
     args.pipeline_adds = args.pipeline_adds or (20 if q else 100)
     args.noisy_flood = args.noisy_flood or (500 if q else 3000)
+    if args.peers_size is None:
+        args.peers_size = 2000 if q else 100_000
     if args.url and not args.admin_key:
         p.error("--url needs --admin-key (or MEM_ADMIN_KEY)")
     return args
@@ -105,6 +122,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 async def run(args: argparse.Namespace, results: dict[str, Any]) -> None:
     do_locomo = args.only in (None, "locomo")
     do_latency = args.only in (None, "latency")
+    do_peers = args.only in (None, "peers") and not args.url
     if args.only in (None, "pipeline") and not args.url:
         # Its own service: the chat and embedding providers are a fake server of fixed latency.
         results["pipeline"] = await pipeline.run(
@@ -133,11 +151,11 @@ async def run(args: argparse.Namespace, results: dict[str, Any]) -> None:
     if args.only in ("pipeline", "noisy", "mcp"):
         return
     prepared: dict[str, Any] = {}
-    if do_latency:
+    if do_latency or (do_peers and args.peers_size):
         # Setup first, before the service starts: the corpus and its vectors (cached on disk).
         t = time.monotonic()
         embedder = await corpus.CorpusEmbedder.start()
-        n = max([*args.sizes, args.big_user])
+        n = max([*args.sizes, args.big_user, args.peers_size] if do_latency else [args.peers_size])
         try:
             texts, vectors = await corpus.embeddings(args.seed, n, embedder)
             queries = corpus.make_queries(args.seed, args.distinct_queries)
@@ -145,7 +163,7 @@ async def run(args: argparse.Namespace, results: dict[str, Any]) -> None:
         finally:
             await embedder.close()
         prepared = {"texts": texts, "vectors": vectors, "queries": queries, "qvecs": qvecs}
-        results["latency"] = {
+        results["latency" if do_latency else "peers_corpus"] = {
             "corpus": {
                 "seed": args.seed,
                 "version": corpus.corpus_version(),
@@ -165,7 +183,9 @@ async def run(args: argparse.Namespace, results: dict[str, Any]) -> None:
     if args.url:
         service = await attach_external(args.url, args.admin_key, args.database_url, args.pid)
     else:
-        service = await start_managed(ROOT / "bench" / ".data", args.out / "service.log")
+        service = await start_managed(
+            ROOT / "bench" / ".data", args.out / "service.log", extra_env=BENCH_LIMITS
+        )
     results["service"] = {
         "url": service.url,
         "pid": service.pid,
@@ -188,10 +208,31 @@ async def run(args: argparse.Namespace, results: dict[str, Any]) -> None:
             results["service"]["rss_after_locomo_bytes"] = service.rss_bytes()
         if do_latency:
             await run_latency(args, service, prepared, results["latency"], signals_status)
+        if do_peers:
+            results["peers"] = await run_peers(args, service, prepared)
     finally:
         results["service"]["rss_at_end_bytes"] = service.rss_bytes()
         log("service: stopping")
         await service.stop(keep_data=args.keep_data)
+
+
+async def run_peers(args: argparse.Namespace, service: Service, prep: dict[str, Any]) -> dict[str, Any]:
+    case = None
+    if args.peers_size:
+        n = args.peers_size
+        users = corpus.assign_users(args.seed, n, args.users)
+        case = latency.Case(f"peers {n}", prep["texts"][:n], prep["vectors"][:n], users)
+    return await peers.run(
+        service,
+        locomo_path=args.locomo,
+        max_samples=args.locomo_samples,
+        corpus_case=case,
+        queries=prep.get("queries", []),
+        qvecs=prep.get("qvecs"),
+        pairs=args.recall_pairs,
+        seed=args.seed,
+        work_dir=ROOT / "bench" / ".data" / "mem0",
+    )
 
 
 async def run_latency(
@@ -278,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
     print(report.summary(results))
     if "noisy" in results:
         print("\n" + noisy.summary(results["noisy"]))
+    if "peers" in results:
+        print("\n" + peers.summary(results["peers"]))
     print(f"\nresults: {path} (and {args.out / 'latest.json'}), {results['duration_s']}s in all")
     return code
 
