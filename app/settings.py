@@ -42,7 +42,7 @@ class MemSettings:
     embedding_batch_size: int = 64
     # The local model: how it runs (app/providers/local_model.py), on how many threads per
     # forward pass, how many forward passes at once, and how long a lone text waits for company.
-    embedding_runtime: str = "onnx-int8"
+    embedding_runtime: str = "onnx"
     embedding_threads: int = 1
     embedding_workers: int = 1
     embedding_batch_window_ms: float = 0.0

@@ -46,7 +46,12 @@ TOP_K = 10
 
 def _mem0(dsn: str, collection: str, history: Path, *, hnsw: bool = True) -> Any:
     os.environ["MEM0_TELEMETRY"] = "False"  # no network: mem0 would report usage otherwise
+    import torch
     from mem0 import Memory
+
+    # One thread, as the service runs its model (nubase.mem.embedding.threads = 1): the same
+    # footing, and no oversubscription of the cores the service and PostgreSQL share.
+    torch.set_num_threads(1)
 
     config = {
         "vector_store": {
@@ -346,7 +351,7 @@ def ratios(result: dict[str, Any]) -> dict[str, Any]:
         }
     big = result.get("corpus")
     if big:
-        out["100k vs mem0"] = {
+        out[f"{big['memories'] // 1000}k vs mem0"] = {
             "owner recall vs exact": _ratio(
                 big["owner_recall_vs_exact"]["ours"], big["owner_recall_vs_exact"]["mem0"]
             ),

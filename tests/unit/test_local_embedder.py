@@ -69,7 +69,7 @@ def test_runtime_settings_are_read_and_checked() -> None:
     mem = settings.mem
     assert (mem.embedding_runtime, mem.embedding_threads, mem.embedding_workers) == ("torch", 2, 3)
     assert mem.embedding_batch_window_ms == 1.5
-    assert load_settings({}).mem.embedding_runtime == "onnx-int8"  # the default
+    assert load_settings({}).mem.embedding_runtime == "onnx"  # the default
     for env in (
         {"NUBASE_MEM_EMBEDDING_RUNTIME": "tensorrt"},
         {"NUBASE_MEM_EMBEDDING_THREADS": "0"},
