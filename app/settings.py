@@ -45,7 +45,7 @@ class MemSettings:
     embedding_runtime: str = "onnx"
     embedding_threads: int = 1
     embedding_workers: int = 1
-    embedding_batch_window_ms: float = 0.0
+    embedding_batch_window_ms: float = 1.0
     embedding_onnx_cache_dir: str | None = None
     chat_model: str = "gpt-4o-mini"
     chat_base_url: str | None = None

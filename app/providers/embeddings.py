@@ -73,7 +73,8 @@ class LocalEmbedder:
     The model runs in worker threads, off the event loop (app/providers/local_model.py: ONNX
     Runtime fp32 by default, `runtime` picks another); `workers` forward passes at once, each on
     `threads` threads. Concurrent calls are gathered into one batch, which is where the
-    throughput comes from; `batch_window_ms` > 0 lets a lone text wait that long for company.
+    throughput comes from; with `batch_window_ms` > 0, after a batch of several texts the next
+    one waits that long for company (callers under load send again a moment later).
     Each tenant has its own bounded queue and batches are dealt round robin across tenants
     (FairQueue), and they are short while tenants share the model: another tenant's flood
     delays a query by the running batch and its own (both short), never by the flood's backlog.
@@ -112,6 +113,7 @@ class LocalEmbedder:
         self._wakeup = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[None]] = set()
+        self._last_batch = 0  # texts in the last forward pass
 
     def _load(self) -> Encoder:
         with self._load_lock:
@@ -161,8 +163,10 @@ class LocalEmbedder:
         while True:
             await self._wakeup.wait()
             await self._slots.acquire()  # a free worker thread
-            if self._window and len(self._queue) < self._next_batch_limit():
-                await asyncio.sleep(self._window)  # a lone text waits a moment for company
+            if self._window and self._last_batch > 1 and len(self._queue) < self._next_batch_limit():
+                # Texts came together last time: wait a moment for the callers who are about to
+                # send the next ones. A lone caller (last batch of one) never waits.
+                await asyncio.sleep(self._window)
             limit = self._next_batch_limit()
             # Callers that gave up (a cancelled request) are dropped before the model runs.
             batch = [item for _, item in self._queue.take(limit) if not item[1].done()]
@@ -172,6 +176,7 @@ class LocalEmbedder:
             if not batch:
                 self._slots.release()
                 continue
+            self._last_batch = len(batch)
             task = asyncio.create_task(self._encode_batch(loop, batch))
             self._running.add(task)
             task.add_done_callback(self._running.discard)

@@ -122,19 +122,24 @@ async def _two_texts_10ms_apart(model: LocalEmbedder) -> None:
     await asyncio.gather(first, model.embed(["second"]))
 
 
-async def test_a_batch_window_lets_a_lone_text_wait_for_company() -> None:
+async def test_under_load_a_batch_window_gathers_the_next_texts_but_a_lone_caller_never_waits() -> None:
     model = _Counting(batch_window_ms=0)
     try:
         await asyncio.gather(*(model.embed([f"t{i}"]) for i in range(16)))
-        assert model.batches == [16]  # texts queued together go in one forward pass
-        model.batches.clear()
         await _two_texts_10ms_apart(model)
-        assert model.batches == [1, 1]  # no window: the first text does not wait
+        assert model.batches == [16, 1, 1]  # texts queued together share a pass; no window
     finally:
         await model.close()
     model = _Counting(batch_window_ms=50)
     try:
+        await asyncio.gather(*(model.embed([f"t{i}"]) for i in range(16)))
+        # After a batch of several (load), the next text waits for the one 10 ms behind it.
         await _two_texts_10ms_apart(model)
-        assert model.batches == [2]
+        assert model.batches == [16, 2]
+        await model.embed(["once more"])  # waits once: the last pass was shared
+        started = time.perf_counter()
+        await model.embed(["alone"])  # the last pass held one text: no wait
+        assert time.perf_counter() - started < 0.04
+        assert model.batches == [16, 2, 1, 1]
     finally:
         await model.close()
