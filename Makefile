@@ -34,8 +34,9 @@ $(RUNTIME_STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch==2.13.0 (CPU) is pinned in pyproject.toml; pip finds it on this machine's disk.
 	$(BIN)/pip install --quiet -e .
-	# The local embedder's ONNX graphs, exported from the shipped weights (ONNX_CACHE_DIR=... or ~/.cache/memory/onnx).
-	$(BIN)/python -m app.providers.onnx_export --if-missing $(if $(ONNX_CACHE_DIR),--cache-dir $(ONNX_CACHE_DIR))
+	# The local embedder's ONNX graphs, exported from the shipped weights (into
+	# NUBASE_MEM_EMBEDDING_ONNX_CACHE_DIR, else ~/.cache/memory/onnx; the service does it too if missing).
+	$(BIN)/python -m app.providers.onnx_export --if-missing
 	touch $(RUNTIME_STAMP)
 
 $(DEV_STAMP): $(RUNTIME_STAMP)

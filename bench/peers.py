@@ -201,7 +201,7 @@ def _seed_mem0(mem: Any, case: latency.Case, dsn: str, collection: str) -> dict[
         conn.execute(f'DROP TABLE IF EXISTS "{collection}"')
         conn.execute(f'CREATE TABLE "{collection}" (id UUID PRIMARY KEY, vector vector(384), payload JSONB)')
         with conn.cursor() as cur, cur.copy(f'COPY "{collection}" (id, vector, payload) FROM STDIN') as copy:
-            with Progress("peers/100k/seed-mem0", len(case.texts), unit="rows") as progress:
+            with Progress("peers/corpus/seed-mem0", len(case.texts), unit="rows") as progress:
                 for i, text in enumerate(case.texts):
                     payload = {
                         "data": text,
@@ -216,7 +216,7 @@ def _seed_mem0(mem: Any, case: latency.Case, dsn: str, collection: str) -> dict[
                     if i % 5000 == 4999:
                         progress.advance(5000)
         conn.execute("SET maintenance_work_mem = '1GB'")
-        log("peers/100k/seed-mem0: building mem0's HNSW and full-text indexes")
+        log("peers/corpus/seed-mem0: building mem0's HNSW and full-text indexes")
         mem.vector_store._collection_ensured = False
         mem.vector_store.create_col()  # CREATE ... IF NOT EXISTS: the indexes, as mem0 makes them
         conn.execute(f'ANALYZE "{collection}"')
@@ -249,20 +249,20 @@ async def run_corpus(
     pairs_n: int,
     seed: int,
 ) -> dict[str, Any]:
-    tenant = await service.create_tenant("peers-100k")
+    tenant = await service.create_tenant("peers-corpus")
     ours_seed = await latency.seed(service, tenant, case)
-    log(f"peers/100k: seeded ours in {ours_seed['seconds']}s")
+    log(f"peers/corpus: seeded ours in {ours_seed['seconds']}s")
     assert case.ids is not None
     our_row = {mid: i for i, mid in enumerate(case.ids)}
     mem0_seed = await _to_thread(_seed_mem0, mem, case, mem0_dsn, mem.vector_store.collection_name)
     mem0_row = {mid: i for i, mid in enumerate(mem0_seed["ids"])}
-    log(f"peers/100k: seeded mem0 in {mem0_seed['seconds']}s")
+    log(f"peers/corpus: seeded mem0 in {mem0_seed['seconds']}s")
     rng = random.Random(seed)
     pairs = [(rng.choice(case.users), rng.randrange(len(queries))) for _ in range(pairs_n)]
     got: dict[str, list[list[int]]] = {"ours": [], "mem0": []}
     times: dict[str, list[float]] = {"ours": [], "mem0": []}
     async with httpx.AsyncClient(base_url=service.url, headers=tenant.headers, timeout=60) as client:
-        with Progress("peers/100k/recall-vs-exact", len(pairs), unit="queries") as progress:
+        with Progress("peers/corpus/recall-vs-exact", len(pairs), unit="queries") as progress:
             for user, q in pairs:
                 body = {"query": queries[q], "user_id": user, "top_k": TOP_K, "signals": ["semantic"]}
                 answer, _ = await _timed_post(client, "/mem/v1/search", body)
@@ -276,7 +276,7 @@ async def run_corpus(
                 got["mem0"].append([mem0_row[str(r.id)] for r in found if str(r.id) in mem0_row])
                 progress.advance()
         # Latency: each distinct query once (fresh to the service's cache), the whole search API.
-        with Progress("peers/100k/search", len(queries), unit="queries") as progress:
+        with Progress("peers/corpus/search", len(queries), unit="queries") as progress:
             for i, query in enumerate(queries):
                 user = rng.choice(case.users)
                 for name in ("ours", "mem0") if i % 2 else ("mem0", "ours"):

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from app.providers.local_model import default_cache_dir, export_dir, model_dir
+from app.settings import load_settings
 
 
 def _pooled_model() -> Any:
@@ -70,10 +71,16 @@ def export(cache_dir: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m app.providers.onnx_export", description=__doc__)
-    parser.add_argument("--cache-dir", type=Path, default=None, help="default ~/.cache/memory/onnx")
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="default: the setting nubase.mem.embedding.onnx-cache-dir, else ~/.cache/memory/onnx",
+    )
     parser.add_argument("--if-missing", action="store_true", help="do nothing when both files exist")
     args = parser.parse_args(argv)
-    cache_dir = args.cache_dir or default_cache_dir()
+    configured = load_settings().mem.embedding_onnx_cache_dir
+    cache_dir = args.cache_dir or (Path(configured) if configured else default_cache_dir())
     target = export_dir(cache_dir)
     if args.if_missing and (target / "model.onnx").exists() and (target / "model-int8.onnx").exists():
         print(f"ONNX graphs already in {target}")
