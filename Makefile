@@ -34,6 +34,9 @@ $(RUNTIME_STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch==2.13.0 (CPU) is pinned in pyproject.toml; pip finds it on this machine's disk.
 	$(BIN)/pip install --quiet -e .
+	# The local embedder's ONNX graphs, exported from the shipped weights (into
+	# NUBASE_MEM_EMBEDDING_ONNX_CACHE_DIR, else ~/.cache/memory/onnx; the service does it too if missing).
+	$(BIN)/python -m app.providers.onnx_export --if-missing
 	touch $(RUNTIME_STAMP)
 
 $(DEV_STAMP): $(RUNTIME_STAMP)
@@ -45,7 +48,7 @@ setup: $(DEV_STAMP) ## Create .venv (Python 3.11; PYTHON=... picks it) with the 
 
 # The bench extra on top of setup; redone whenever setup is (pyproject.toml changed).
 $(BENCH_STAMP): $(DEV_STAMP)
-	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	$(BIN)/pip install --quiet -e '.[dev,bench,peers]'
 	touch $(BENCH_STAMP)
 
 .PHONY: run
@@ -91,7 +94,7 @@ vendor: ## Re-fetch the vendored Swagger UI and axe-core (npm pack, pinned, dige
 	  rm -rf $$tmp && echo "vendored $(SWAGGER_UI) and $(AXE_CORE)"
 
 .PHONY: bench
-bench: $(BENCH_STAMP) ## Benchmarks: LoCoMo recall and search latency (writes bench/results/)
+bench: $(BENCH_STAMP) ## Benchmarks: LoCoMo recall, search latency, and the mem0 peer bench (writes bench/results/)
 	$(BIN)/python -m bench
 
 .PHONY: lint

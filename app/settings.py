@@ -40,6 +40,13 @@ class MemSettings:
     embedding_cache_size: int = 10_000
     embedding_cache_ttl_seconds: float = 3600.0
     embedding_batch_size: int = 64
+    # The local model: how it runs (app/providers/local_model.py), on how many threads per
+    # forward pass, how many forward passes at once, and how long a lone text waits for company.
+    embedding_runtime: str = "onnx"
+    embedding_threads: int = 1
+    embedding_workers: int = 1
+    embedding_batch_window_ms: float = 1.0
+    embedding_onnx_cache_dir: str | None = None
     chat_model: str = "gpt-4o-mini"
     chat_base_url: str | None = None
     chat_api_key: str | None = field(default=None, repr=False)
@@ -264,6 +271,11 @@ _KEYS: list[tuple[str, str, Callable[[Any], Any], str | None]] = [
     ("nubase.mem.embedding.cache-size", "mem.embedding_cache_size", int, None),
     ("nubase.mem.embedding.cache-ttl-seconds", "mem.embedding_cache_ttl_seconds", float, None),
     ("nubase.mem.embedding.batch-size", "mem.embedding_batch_size", int, None),
+    ("nubase.mem.embedding.runtime", "mem.embedding_runtime", str, None),
+    ("nubase.mem.embedding.threads", "mem.embedding_threads", int, None),
+    ("nubase.mem.embedding.workers", "mem.embedding_workers", int, None),
+    ("nubase.mem.embedding.batch-window-ms", "mem.embedding_batch_window_ms", float, None),
+    ("nubase.mem.embedding.onnx-cache-dir", "mem.embedding_onnx_cache_dir", _optional_str, None),
     ("nubase.mem.chat.model", "mem.chat_model", str, None),
     ("nubase.mem.chat.base-url", "mem.chat_base_url", _optional_str, None),
     ("nubase.mem.chat.json-mode", "mem.chat_json_mode", _bool, None),
@@ -431,6 +443,22 @@ def _validate_keys(settings: Settings) -> None:
         raise SettingsError("MEM_JWT_AUDIENCE must not be empty")
 
 
+LOCAL_RUNTIMES = ("onnx-int8", "onnx", "torch", "torch-int8")
+
+
+def _validate_local_embedder(mem: MemSettings) -> None:
+    if mem.embedding_runtime not in LOCAL_RUNTIMES:
+        raise SettingsError(
+            f"nubase.mem.embedding.runtime must be one of {LOCAL_RUNTIMES}, not {mem.embedding_runtime!r}"
+        )
+    if not 1 <= mem.embedding_threads <= 64 or not 1 <= mem.embedding_workers <= 16:
+        raise SettingsError(
+            "nubase.mem.embedding.threads must be between 1 and 64, nubase.mem.embedding.workers 1 and 16"
+        )
+    if not 0 <= mem.embedding_batch_window_ms <= 50:
+        raise SettingsError("nubase.mem.embedding.batch-window-ms must be between 0 and 50")
+
+
 def _validate_mem(mem: MemSettings) -> None:
     if mem.chat_provider not in CHAT_PROVIDERS:
         raise SettingsError(
@@ -447,6 +475,7 @@ def _validate_mem(mem: MemSettings) -> None:
         raise SettingsError(
             "nubase.mem.embedding.dimensions must be 384 with the local embedder (all-MiniLM-L6-v2)"
         )
+    _validate_local_embedder(mem)
     if mem.pipeline_mode not in ("single", "two-call"):
         raise SettingsError(f"nubase.mem.pipeline.mode must be single or two-call, not {mem.pipeline_mode!r}")
     if mem.chat_max_tokens < 1:

@@ -24,6 +24,7 @@ from bench import (
     mcp_overhead,
     mem0_overhead,
     noisy,
+    peers,
     pipeline,
     queue_adds,
     report,
@@ -41,7 +42,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument(
         "--only",
-        choices=["locomo", "latency", "pipeline", "noisy", "mcp", "mem0", "queue", "studio"],
+        choices=["locomo", "latency", "pipeline", "noisy", "mcp", "mem0", "queue", "studio", "peers"],
         help="run one part only (default: all of them)",
     )
     p.add_argument("--noisy-flood", type=int, default=None, help="noisy neighbour: A's requests (3000)")
@@ -95,6 +96,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--studio-memories", type=int, default=None, help="one owner's memories for Studio's pages (10000)"
     )
+    p.add_argument(
+        "--peers-size",
+        type=int,
+        default=None,
+        help="peers: memories of the corpus both sides hold (default 100000 over --users; 0 = LoCoMo only)",
+    )
     p.add_argument("--url", help="benchmark an already running service instead of starting one")
     p.add_argument("--admin-key", default=os.environ.get("MEM_ADMIN_KEY"), help="with --url")
     p.add_argument("--database-url", help="with --url: a superuser DSN of its PostgreSQL (for seeding)")
@@ -115,6 +122,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.pipeline_adds = args.pipeline_adds or (20 if q else 100)
     args.noisy_flood = args.noisy_flood or (500 if q else 3000)
     args.studio_memories = args.studio_memories or (2000 if q else 10_000)
+    if args.peers_size is None:
+        args.peers_size = 2000 if q else 100_000
     if args.url and not args.admin_key:
         p.error("--url needs --admin-key (or MEM_ADMIN_KEY)")
     return args
@@ -159,6 +168,7 @@ async def run(args: argparse.Namespace, results: dict[str, Any]) -> None:
     do_locomo = args.only in (None, "locomo")
     do_latency = args.only in (None, "latency")
     do_studio = args.only in (None, "studio")
+    do_peers = args.only in (None, "peers") and not args.url
     parts = own_service_parts(args)
     if not args.url:
         for name, part in parts.items():
@@ -166,35 +176,7 @@ async def run(args: argparse.Namespace, results: dict[str, Any]) -> None:
                 results[name] = await part()
     if args.only in parts:
         return
-    prepared: dict[str, Any] = {}
-    if do_latency:
-        # Setup first, before the service starts: the corpus and its vectors (cached on disk).
-        t = time.monotonic()
-        embedder = await corpus.CorpusEmbedder.start()
-        n = max([*args.sizes, args.big_user])
-        try:
-            texts, vectors = await corpus.embeddings(args.seed, n, embedder)
-            queries = corpus.make_queries(args.seed, args.distinct_queries)
-            qvecs = await corpus.query_embeddings(args.seed, queries, embedder)
-        finally:
-            await embedder.close()
-        prepared = {"texts": texts, "vectors": vectors, "queries": queries, "qvecs": qvecs}
-        results["latency"] = {
-            "corpus": {
-                "seed": args.seed,
-                "version": corpus.corpus_version(),
-                "model": embedder.model,
-                "sentences": n,
-                "distinct_queries": len(queries),
-                "prepare_seconds": round(time.monotonic() - t, 2),
-                "examples": texts[:5],
-                "query_examples": queries[:5],
-            },
-            "cases": {},
-            "notes": [],
-        }
-        log(f"corpus: {n} sentences and {len(queries)} queries ready in {time.monotonic() - t:.1f}s")
-
+    prepared = await prepare_corpus(args, results, do_latency, do_peers)
     service: Service
     if args.url:
         service = await attach_external(args.url, args.admin_key, args.database_url, args.pid)
@@ -225,10 +207,64 @@ async def run(args: argparse.Namespace, results: dict[str, Any]) -> None:
         if do_studio:
             # Studio's pages for one owner with 10,000 memories (issue 10: under 300 ms each).
             results["studio"] = await studio_pages.run(service, memories=args.studio_memories, seed=args.seed)
+        if do_peers:
+            results["peers"] = await run_peers(args, service, prepared)
     finally:
         results["service"]["rss_at_end_bytes"] = service.rss_bytes()
         log("service: stopping")
         await service.stop(keep_data=args.keep_data)
+
+
+async def prepare_corpus(
+    args: argparse.Namespace, results: dict[str, Any], do_latency: bool, do_peers: bool
+) -> dict[str, Any]:
+    """Setup first, before the service starts: the corpus and its vectors (cached on disk)."""
+    if not (do_latency or (do_peers and args.peers_size)):
+        return {}
+    t = time.monotonic()
+    embedder = await corpus.CorpusEmbedder.start()
+    n = max([*args.sizes, args.big_user, args.peers_size] if do_latency else [args.peers_size])
+    try:
+        texts, vectors = await corpus.embeddings(args.seed, n, embedder)
+        queries = corpus.make_queries(args.seed, args.distinct_queries)
+        qvecs = await corpus.query_embeddings(args.seed, queries, embedder)
+    finally:
+        await embedder.close()
+    results["latency" if do_latency else "peers_corpus"] = {
+        "corpus": {
+            "seed": args.seed,
+            "version": corpus.corpus_version(),
+            "model": embedder.model,
+            "sentences": n,
+            "distinct_queries": len(queries),
+            "prepare_seconds": round(time.monotonic() - t, 2),
+            "examples": texts[:5],
+            "query_examples": queries[:5],
+        },
+        "cases": {},
+        "notes": [],
+    }
+    log(f"corpus: {n} sentences and {len(queries)} queries ready in {time.monotonic() - t:.1f}s")
+    return {"texts": texts, "vectors": vectors, "queries": queries, "qvecs": qvecs}
+
+
+async def run_peers(args: argparse.Namespace, service: Service, prep: dict[str, Any]) -> dict[str, Any]:
+    case = None
+    if args.peers_size:
+        n = args.peers_size
+        users = corpus.assign_users(args.seed, n, args.users)
+        case = latency.Case(f"peers {n}", prep["texts"][:n], prep["vectors"][:n], users)
+    return await peers.run(
+        service,
+        locomo_path=args.locomo,
+        max_samples=args.locomo_samples,
+        corpus_case=case,
+        queries=prep.get("queries", []),
+        qvecs=prep.get("qvecs"),
+        pairs=args.recall_pairs,
+        seed=args.seed,
+        work_dir=ROOT / "bench" / ".data" / "mem0",
+    )
 
 
 async def run_latency(

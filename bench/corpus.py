@@ -300,7 +300,8 @@ class CorpusEmbedder:
 
     def __init__(self, embedders: list[LocalEmbedder]) -> None:
         self._embedders = embedders
-        self.model = embedders[0].model
+        # The runtime is part of the name (and of the cache files): int8 vectors differ from fp32.
+        self.model = f"{embedders[0].model}-{embedders[0].runtime}"
         self.dimensions = embedders[0].dimensions
 
     @classmethod

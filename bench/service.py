@@ -180,11 +180,22 @@ def _spawn(env: dict[str, str], log_path: Path) -> tuple[subprocess.Popen[bytes]
     return proc, log_file
 
 
+LOCAL_EMBEDDER_SETTINGS = (
+    "NUBASE_MEM_EMBEDDING_RUNTIME",
+    "NUBASE_MEM_EMBEDDING_THREADS",
+    "NUBASE_MEM_EMBEDDING_WORKERS",
+    "NUBASE_MEM_EMBEDDING_BATCH_WINDOW_MS",
+)
+
+
 def service_environ(extra_env: Mapping[str, str] | None = None) -> dict[str, str]:
     """The managed service's environment, less where it listens and its database: ours without any
-    NUBASE_/MEM_ setting, the local embedder, then `extra_env`. The corpus embedder reads its
-    settings from the same environment, so its vectors are the ones the service computes."""
+    NUBASE_/MEM_ setting (but the local model's runtime settings), the local embedder, then
+    `extra_env`. The corpus embedder reads its settings from the same environment, so its vectors
+    are the ones the service computes."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NUBASE_", "MEM_"))}
+    # The local model's runtime settings do pass, so that its options can be compared.
+    env.update({k: v for k, v in os.environ.items() if k.startswith(LOCAL_EMBEDDER_SETTINGS)})
     env.update(NUBASE_MEM_EMBEDDING_PROVIDER="local", LOG_LEVEL="warning", PYTHONUNBUFFERED="1")
     env.update(extra_env or {})
     return env

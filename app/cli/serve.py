@@ -17,6 +17,7 @@ from collections.abc import Generator
 
 import asyncpg
 import uvicorn
+import uvloop
 
 from app.asgi import build_runtime, close_runtime, create_app
 from app.cli.banner import DEMO_REF, demo_info, deployment_banner, render_banner, render_plain_banner
@@ -105,7 +106,12 @@ async def serve(settings: Settings, sock: socket.socket) -> None:
     try:
         banner = await banner_text(settings, runtime)
         config = uvicorn.Config(
-            create_app(settings, runtime=runtime), log_config=None, access_log=False, lifespan="on"
+            create_app(settings, runtime=runtime),
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            # httptools' C parser, not h11's pure-Python one (issue 13: a search spent more in h11).
+            http="httptools",
         )
         server = _Server(config)
         serving = asyncio.create_task(server.serve(sockets=[sock]))
@@ -122,7 +128,9 @@ async def serve(settings: Settings, sock: socket.socket) -> None:
 
 def run_server(settings: Settings, sock: socket.socket) -> int:
     try:
-        asyncio.run(serve(settings, sock))
+        # uvloop: the event loop in C (libuv); asyncpg and httptools were written for it.
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(serve(settings, sock))
     except KeyboardInterrupt:  # Ctrl-C before the server was up: nothing to report
         return 130
     finally:

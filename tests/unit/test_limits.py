@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.core.limits import Kind, TenantLimiter, effective_limits
+from app.core.limits import Kind, MovingWindow, TenantLimiter, effective_limits
 from app.db.pools import MIN_POOL_MAX_SIZE, size_pools
 from app.errors import RateLimited
 from app.providers.embeddings import EmbeddingBusy, LocalEmbedder
@@ -326,3 +326,18 @@ def test_bad_limit_settings_are_refused(tmp_path: Path, yaml_text: str) -> None:
     (tmp_path / "default.yaml").write_text(yaml_text)
     with pytest.raises(SettingsError):
         load_settings(environ={}, config_dir=tmp_path)
+
+
+def test_the_moving_window_counts_the_last_second_only_and_says_how_long_to_wait() -> None:
+    window = MovingWindow(1.0)
+    key = ("tenanta", "service_requests_per_second")
+    assert window.hit(key, 2, now=100.0) is None
+    assert window.hit(key, 2, now=100.4) is None
+    # Full: refused, not counted, and told to wait until the oldest hit leaves the window.
+    assert window.hit(key, 2, now=100.5) == pytest.approx(0.5)
+    assert window.hit(key, 2, now=100.9) == pytest.approx(0.1)
+    assert window.hit(key, 2, now=101.01) is None  # 100.0 has left; 100.4 and 101.01 remain
+    assert window.hit(key, 2, now=101.2) == pytest.approx(0.2)
+    assert window.hit(("tenantb", "service_requests_per_second"), 2, now=101.2) is None
+    window.forget_idle(now=103.0)
+    assert window.hit(key, 2, now=103.0) is None  # a fresh window after going quiet

