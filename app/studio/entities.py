@@ -35,7 +35,11 @@ async def entities_page(
             call.db, call.scope, ids, entity_type=None, page=1, page_size=MAX_LISTED, max_page_size=MAX_LISTED
         )
         graph = await entities.entity_graph(call.db, call.scope, ids)
-    nodes, edges = layout(graph)
+        # Graph memory: the open entity ↔ entity relations, from the same service as GET /mem/v1/graph
+        # (it reads one owner; with none picked, Studio asks for one).
+        relations = await entities.graph(call.db, call.scope, ids) if any(ids.values()) else None
+    open_relations = [e for e in relations.edges if e.valid_to is None] if relations is not None else []
+    nodes, edges = layout(graph, open_relations)
     return studio.page(
         request,
         session,
@@ -47,6 +51,8 @@ async def entities_page(
         edges=edges,
         truncated=graph.truncated,
         size=SIZE,
+        relations=open_relations if relations is not None else None,
+        relations_truncated=relations is not None and relations.truncated,
     )
 
 

@@ -1,4 +1,5 @@
-"""Where the entity graph's nodes go: entities on an inner ring, their memories on an outer one.
+"""Where the entity graph's nodes go: entities on an inner ring, their memories on an outer one;
+entity ↔ memory links, and entity ↔ entity relations (graph memory) as labelled chords.
 
 Computed on the server, so the page is a plain SVG of links (each node opens its page) that
 needs no script to draw; app/static/studio/graph.js only highlights a node's neighbours.
@@ -7,8 +8,10 @@ needs no script to draw; app/static/studio/graph.js only highlights a node's nei
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from app.core.graph.service import GraphEdge
 from app.entities.service import EntityMemoryGraph as Graph
 
 SIZE = 640
@@ -35,6 +38,8 @@ class PlacedEdge:
     y1: float
     x2: float
     y2: float
+    kind: str = "link"  # "link" (entity ↔ memory) or "relation" (entity ↔ entity)
+    label: str = ""  # a relation's name
 
 
 def _ring(count: int, radius: float, index: int) -> tuple[float, float]:
@@ -42,11 +47,15 @@ def _ring(count: int, radius: float, index: int) -> tuple[float, float]:
     return round(CENTRE + radius * math.cos(angle), 1), round(CENTRE + radius * math.sin(angle), 1)
 
 
-def layout(graph: Graph) -> tuple[list[PlacedNode], list[PlacedEdge]]:
+def layout(graph: Graph, relations: Sequence[GraphEdge] = ()) -> tuple[list[PlacedNode], list[PlacedEdge]]:
+    """Nodes on their rings; the links, then the relations between two drawn entities."""
     entities = [n for n in graph.nodes if n.kind == "entity"]
     memories = [n for n in graph.nodes if n.kind == "memory"]
     neighbours: dict[str, set[str]] = {n.id: set() for n in graph.nodes}
-    for a, b in graph.edges:
+    drawn = [
+        r for r in relations if r.source in neighbours and r.target in neighbours and r.source != r.target
+    ]
+    for a, b in [*graph.edges, *((r.source, r.target) for r in drawn)]:
         neighbours[a].add(b)
         neighbours[b].add(a)
     placed: dict[str, PlacedNode] = {}
@@ -65,4 +74,7 @@ def layout(graph: Graph) -> tuple[list[PlacedNode], list[PlacedEdge]]:
         for a, b in graph.edges
         if a in placed and b in placed
     ]
+    for r in drawn:
+        one, other = placed[r.source], placed[r.target]
+        edges.append(PlacedEdge(one.id, other.id, one.x, one.y, other.x, other.y, "relation", r.relationship))
     return list(placed.values()), edges

@@ -357,7 +357,11 @@ BAD = [
         "mem0_field_not_supported",
     ),
     Bad("POST", "/v3/memories/add/", {**ADD, "immutable": True}, 501, "mem0_field_not_supported"),
-    Bad("POST", "/v3/memories/add/", {**ADD, "enable_graph": True}, 501, "mem0_field_not_supported"),
+    # enable_graph is honoured now (tests/integration/test_graph_compat.py); a non-boolean is not.
+    Bad("POST", "/v3/memories/add/", {**ADD, "enable_graph": "yes"}, 422, "validation_failed"),
+    Bad("POST", "/v3/memories/", {"filters": ALICE, "enable_graph": 1}, 422, "validation_failed"),
+    Bad("POST", "/v3/memories/search/", {"query": "tea", "enable_graph": True}, 400, "owner_required"),
+    Bad("GET", "/v1/memories/?user_id=alice&enable_graph=maybe", None, 400, "invalid_parameter"),
     Bad("POST", "/v3/memories/add/", {**ADD, "expiration_date": "yesterday"}, 400, "invalid_expiration_date"),
     Bad("POST", "/v3/memories/add/", {**ADD, "filters": "alice"}, 400, "invalid_filter"),
     Bad("POST", "/v1/memories/", {**ADD, "output_format": "v2"}, 400, "invalid_output_format"),

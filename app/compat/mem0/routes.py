@@ -48,7 +48,7 @@ from app.core.context import MemoryDeps
 from app.db.session import TenantSession
 from app.errors import BadRequest, NotFound
 from app.http.bodies import StrictBody
-from app.http.params import id_parameter, parse_id
+from app.http.params import flag, id_parameter, parse_id
 from app.memories import service as memories
 from app.memories.schemas import UpdateMemoryRequest
 from app.search import service as search
@@ -92,18 +92,31 @@ async def _list(
         page_size=data.page_size,
         include_expired=data.show_expired,
         deps=deps,
+        include_relations=bool(data.enable_graph),
     )
     following, previous = translate.page_links(str(request.url), page.page, page.page_size, page.total)
     return Mem0Page(
-        count=page.total, next=following, previous=previous, results=[memory_view(m) for m in page.results]
+        count=page.total,
+        next=following,
+        previous=previous,
+        results=[memory_view(m) for m in page.results],
+        relations=page.relations,
     )
 
 
 async def _search(
     data: Mem0SearchRequest, auth: MemoryAuthScope, db: TenantSession, deps: MemoryDeps
-) -> list[Mem0Memory]:
+) -> Mem0Results:
     outcome = await search.search(db, auth, translate.search_request(auth, data), deps)
-    return [scored_view(m) for m in outcome.body.results]
+    return Mem0Results(
+        results=[scored_view(m) for m in outcome.body.results], relations=outcome.body.relations
+    )
+
+
+def _wrapped(output_format: str | None, enable_graph: bool | None) -> bool:
+    """v1.1, or graph memory on: the answer is an object (`results`, and `relations` with the graph),
+    as mem0 answers with a graph store; otherwise v1.0's bare list."""
+    return output_format == "v1.1" or bool(enable_graph)
 
 
 def _query_int(request: Request[Any, Any, Any], name: str) -> int | None:
@@ -193,7 +206,8 @@ class Mem0Controller(Controller):
         data.page = _query_int(request, "page") or data.page
         data.page_size = _query_int(request, "page_size") or data.page_size
         page = await _list(request, data, auth, db, deps)
-        return Mem0Results(results=page.results) if data.output_format == "v1.1" else page.results
+        wrapped = Mem0Results(results=page.results, relations=page.relations)
+        return wrapped if _wrapped(data.output_format, data.enable_graph) else page.results
 
     @get("/v1/memories", summary="mem0 v1: list an owner's memories", responses=_ERRORS)
     async def list_v1(
@@ -208,13 +222,25 @@ class Mem0Controller(Controller):
         app_id: str | None = None,
         page: int | None = Parameter(default=None, ge=1),
         page_size: int | None = Parameter(default=None, ge=1),
-    ) -> list[Mem0Memory] | Mem0Page:
+        enable_graph: str | None = Parameter(
+            default=None, description="true: add the relations the listed memories assert (mem0 graph shape)"
+        ),
+    ) -> list[Mem0Memory] | Mem0Page | Mem0Results:
+        graph = flag(enable_graph, "enable_graph")
         data = Mem0ListRequest(
-            user_id=user_id, agent_id=agent_id, run_id=run_id, app_id=app_id, page=page, page_size=page_size
+            user_id=user_id,
+            agent_id=agent_id,
+            run_id=run_id,
+            app_id=app_id,
+            page=page,
+            page_size=page_size,
+            enable_graph=graph,
         )
         answer = await _list(request, data, auth, db, deps)
         # mem0 pages only when both are given; otherwise a bare list (of the first page here).
-        return answer if page is not None and page_size is not None else answer.results
+        if page is not None and page_size is not None:
+            return answer
+        return Mem0Results(results=answer.results, relations=answer.relations) if graph else answer.results
 
     @delete(
         "/v1/memories",
@@ -248,7 +274,7 @@ class Mem0Controller(Controller):
     async def search_v3(
         self, data: Mem0SearchRequest, auth: MemoryAuthScope, db: TenantSession, deps: MemoryDeps
     ) -> Mem0Results:
-        return Mem0Results(results=await _search(data, auth, db, deps))
+        return await _search(data, auth, db, deps)
 
     @post(
         ["/v1/memories/search", "/v2/memories/search"],
@@ -261,8 +287,8 @@ class Mem0Controller(Controller):
     async def search_v1(
         self, data: Mem0SearchRequest, auth: MemoryAuthScope, db: TenantSession, deps: MemoryDeps
     ) -> list[Mem0Memory] | Mem0Results:
-        results = await _search(data, auth, db, deps)
-        return Mem0Results(results=results) if data.output_format == "v1.1" else results
+        found = await _search(data, auth, db, deps)
+        return found if _wrapped(data.output_format, data.enable_graph) else found.results
 
     @get("/v1/memories/{memory_id:str}", summary="mem0: get one memory", responses=_BY_ID)
     async def get_one(self, memory_id: MemoryId, auth: MemoryAuthScope, db: TenantSession) -> Mem0Memory:

@@ -4,9 +4,11 @@ Every field mem0 documents is declared, so a misspelt one is still refused (unkn
 Three kinds of field:
 
 * honoured: mapped onto our request (owner ids, messages, metadata, infer, expiration_date, filters,
-  top_k/limit, threshold, show_expired, page/page_size, output_format, async_mode);
+  top_k/limit, threshold, show_expired, page/page_size, output_format, async_mode, and
+  `enable_graph` on search and list: the answer gains mem0's graph `relations` list);
 * accepted and without effect here: `rerank` (our ranking is always the fused one), `version`,
-  `org_id`/`project_id` (the key names the tenant), `immutable: false`, `enable_graph: false`;
+  `org_id`/`project_id` (the key names the tenant), `immutable: false`, `enable_graph` on add
+  (relations are always extracted with the facts, in the same model call);
 * not supported: any other feature field that is set answers 501 naming it (see `unsupported`).
 """
 
@@ -68,6 +70,7 @@ class Mem0ListRequest(_Owned, kw_only=True):
     page: int | None = None
     page_size: int | None = None
     show_expired: bool = False
+    enable_graph: bool | None = None  # true: the answer adds `relations`
     # Not supported when set (501):
     start_date: Any = None
     end_date: Any = None
@@ -86,6 +89,7 @@ class Mem0SearchRequest(_Owned, kw_only=True):
     rerank: bool | None = None
     show_expired: bool = False
     metadata: dict[str, Any] | None = None  # metadata to match, ANDed with filters
+    enable_graph: bool | None = None  # true: the answer adds `relations`
     # Not supported when set (501):
     reference_date: Any = None
     fields: Any = None
@@ -149,13 +153,6 @@ def refuse_unsupported(request: msgspec.Struct) -> None:
             "Immutable memories are not supported: a later add may still update or delete them.",
             code="mem0_field_not_supported",
             details={"field": "immutable"},
-        )
-    if getattr(request, "enable_graph", None):
-        raise NotSupported(
-            "Graph memory (enable_graph) is not supported; entities are linked to memories instead "
-            "(GET /mem/v1/entities).",
-            code="mem0_field_not_supported",
-            details={"field": "enable_graph"},
         )
     output_format = getattr(request, "output_format", None)
     if output_format not in (None, "v1.0", "v1.1"):

@@ -132,6 +132,7 @@ def search_request(scope: MemoryAuthScope, data: Mem0SearchRequest) -> SearchReq
         threshold=data.threshold,
         filters=compiled,
         include_expired=data.show_expired,
+        include_relations=bool(data.enable_graph),
     )
 
 

@@ -7,7 +7,7 @@ from typing import Any, Literal
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from app.core.views import HistoryEntry, Memory, ScoredMemory
+from app.core.views import HistoryEntry, Memory, Relation, ScoredMemory
 from app.memories.responses import AddResult, OwnerCount
 
 APP_ID_KEY = "app_id"  # mem0's app_id lives in the memory's metadata here
@@ -54,10 +54,16 @@ class Mem0Page(msgspec.Struct):
     next: str | None
     previous: str | None
     results: list[Mem0Memory]
+    # mem0's graph memory: only with enable_graph, the open relations the results assert.
+    relations: list[Relation] | UnsetType = UNSET
 
 
 class Mem0Results(msgspec.Struct):
+    """mem0's v1.1 `{"results": [...]}`; with enable_graph, also `relations`
+    ([{source, relationship, target, ...}]), as mem0's graph memory answers."""
+
     results: list[Mem0Memory]
+    relations: list[Relation] | UnsetType = UNSET
 
 
 class AddedData(msgspec.Struct):

@@ -1,13 +1,15 @@
 """Tabby's `{"success": true, ...}` envelopes around the /mem/v1 response bodies.
 
 The keys inside are Tabby's: `result` (what mem0's add, update or delete returned), `results`
-and `memories` (mem0's `{"results": [...]}` lists), `history`, `memory`, and `classified_type`.
+and `memories` (mem0's `{"results": [...]}` lists), `history`, `memory`, `classified_type`, and
+the Brain Panel graph's `nodes` and `rels`.
 """
 
 from __future__ import annotations
 
 import msgspec
 
+from app.core.graph.service import GraphEdge, GraphNode
 from app.core.views import Deleted, HistoryEntry, Memory
 from app.memories.responses import AddResponse, DeletedMany, MemoryPage
 from app.search.responses import SearchResponse
@@ -59,3 +61,14 @@ class TabbyDeletedAll(msgspec.Struct, kw_only=True):
 class TabbyHistory(msgspec.Struct, kw_only=True):
     success: bool = True
     history: list[HistoryEntry]
+
+
+class TabbyGraph(msgspec.Struct, kw_only=True):
+    """GET /memory/graph: the user's entities (`nodes`) and the relations between them (`rels`),
+    as GET /mem/v1/graph gives them (its `nodes` and `edges`, with validity in time)."""
+
+    success: bool = True
+    nodes: list[GraphNode]
+    rels: list[GraphEdge]
+    as_of: str | None
+    truncated: bool

@@ -7,11 +7,11 @@ calls the same service function the /mem/v1 route calls, and wraps the answer.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from litestar import Controller, delete, get, post, put
+from litestar import Controller, Request, delete, get, post, put
 from litestar.openapi.spec import Example
-from litestar.params import Body
+from litestar.params import Body, Parameter
 from litestar.status_codes import HTTP_200_OK
 
 from app.auth.scope import MemoryAuthScope
@@ -21,6 +21,7 @@ from app.compat.tabby.responses import (
     TabbyAdded,
     TabbyDeleted,
     TabbyDeletedAll,
+    TabbyGraph,
     TabbyHistory,
     TabbyMemories,
     TabbyMemory,
@@ -38,10 +39,11 @@ from app.compat.tabby.schemas import (
 from app.core.context import MemoryDeps
 from app.core.limits import LIMIT_KIND
 from app.db.session import TenantSession
+from app.entities import service as entities
 from app.http.bodies import StrictBody
 from app.http.errors import MEMORY_ROUTE_ERRORS, PROVIDER_ERRORS
 from app.http.openapi import MEMORY_SECURITY
-from app.http.params import id_parameter, parse_id
+from app.http.params import id_parameter, owner_ids, parse_id
 from app.memories import service as memories
 from app.memories.schemas import AddMemoryRequest, UpdateMemoryRequest
 from app.search import service as search
@@ -189,6 +191,37 @@ class TabbyController(Controller):
         )
         page.results = [translate.as_tabby(m) for m in page.results]
         return TabbyMemories(memories=page)
+
+    # Declared before /{memory_id}; the router prefers the fixed segment whatever the order.
+    @get(
+        "/graph",
+        summary="Tabby: a user's entity graph (the Brain Panel's nodes and rels)",
+        responses=_BY_ID_ERRORS,
+    )
+    async def graph(
+        self,
+        request: Request[Any, Any, Any],
+        auth: MemoryAuthScope,
+        db: TenantSession,
+        user_id: str | None = Parameter(default=None, description="The user (also read as `userId`)"),
+        as_of: str | None = Parameter(default=None, description="ISO 8601 time; the graph as it was then"),
+        entity: str | None = Parameter(default=None, description="Start from this entity (id or name)"),
+        depth: int | None = Parameter(default=None, description="Hops from `entity`, 1 to 3 (default 2)"),
+        limit: int | None = Parameter(
+            default=None, description="At most this many relations, 1 to 500 (default 100)"
+        ),
+    ) -> TabbyGraph:
+        # The same service as GET /mem/v1/graph; a user's token may name only its own user.
+        found = await entities.graph(
+            db,
+            auth,
+            owner_ids(request, user_id=user_id),
+            as_of=as_of,
+            entity=entity,
+            depth=depth,
+            limit=limit,
+        )
+        return TabbyGraph(nodes=found.nodes, rels=found.edges, as_of=found.as_of, truncated=found.truncated)
 
     @get("/{memory_id:str}", summary="Tabby: one memory", responses=_BY_ID_ERRORS)
     async def get_one(self, memory_id: MemoryId, auth: MemoryAuthScope, db: TenantSession) -> TabbyMemory:
