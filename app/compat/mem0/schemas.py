@@ -3,10 +3,11 @@
 Every field mem0 documents is declared, so a misspelt one is still refused (unknown_field).
 Three kinds of field:
 
-* honoured: mapped onto our request (owner ids, messages, metadata, infer, expiration_date, filters,
-  top_k/limit, threshold, show_expired, page/page_size, output_format, async_mode);
+* honoured: mapped onto our request (owner ids, messages, metadata, infer, expiration_date, immutable,
+  custom_instructions, filters, top_k/limit, threshold, show_expired, page/page_size, output_format,
+  async_mode);
 * accepted and without effect here: `rerank` (our ranking is always the fused one), `version`,
-  `org_id`/`project_id` (the key names the tenant), `immutable: false`, `enable_graph: false`;
+  `org_id`/`project_id` (the key names the tenant), `enable_graph: false`;
 * not supported: any other feature field that is set answers 501 naming it (see `unsupported`).
 """
 
@@ -47,9 +48,9 @@ class Mem0AddRequest(_Owned, kw_only=True):
     async_mode: bool = True
     expiration_date: str | None = None
     immutable: bool = False
+    custom_instructions: str | None = None
     enable_graph: bool | None = None
     # Not supported when set (501):
-    custom_instructions: Any = None
     agent_custom_instructions: Any = None
     custom_categories: Any = None
     includes: Any = None
@@ -115,7 +116,6 @@ class Mem0BatchRequest(msgspec.Struct, forbid_unknown_fields=True):
 # Fields that change what is stored or found and that this service cannot honour.
 UNSUPPORTED: dict[type[msgspec.Struct], tuple[str, ...]] = {
     Mem0AddRequest: (
-        "custom_instructions",
         "agent_custom_instructions",
         "custom_categories",
         "includes",
@@ -144,12 +144,6 @@ def refuse_unsupported(request: msgspec.Struct) -> None:
                 details={"field": name},
                 hint="Leave it out; README 'Coming from mem0' lists what is and is not supported.",
             )
-    if getattr(request, "immutable", False):
-        raise NotSupported(
-            "Immutable memories are not supported: a later add may still update or delete them.",
-            code="mem0_field_not_supported",
-            details={"field": "immutable"},
-        )
     if getattr(request, "enable_graph", None):
         raise NotSupported(
             "Graph memory (enable_graph) is not supported; entities are linked to memories instead "
