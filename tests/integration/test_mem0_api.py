@@ -518,3 +518,31 @@ async def test_an_immutable_memory_is_shown_refuses_updates_atomically_and_can_b
     # Erasing stays the user's right, as on mem0's platform.
     assert (await client.delete(f"{P}/v1/memories/{frozen}/", headers=h)).status_code == 200
     assert (await client.get(f"{P}/v1/memories/{frozen}/", headers=h)).status_code == 404
+
+
+async def test_an_async_add_carries_immutable_and_custom_instructions_in_its_job(
+    client: httpx.AsyncClient, runtime: Runtime, tenant
+):
+    h = token(tenant.service_role_key)
+    body = {"messages": "Hana was born in Kyoto", "user_id": "hana", "infer": False}
+    r = await client.post(
+        f"{P}/v3/memories/add/",
+        json={**body, "immutable": True, "custom_instructions": "Dates only"},
+        headers=h,
+    )
+    assert r.status_code == 200, r.text
+    (item,) = r.json()["results"]
+    pending = (await client.get(f"{P}/v1/event/{item['event_id']}/", headers=h)).json()
+    assert (pending["payload"]["immutable"], pending["payload"]["custom_instructions"]) == (
+        True,
+        "Dates only",
+    )
+    assert await run_next_job(runtime, tenant.ref) == item["event_id"]
+    conn = await tenant_conn(runtime, tenant)
+    try:
+        row = await conn.fetchrow("SELECT id::text, immutable FROM mem.memories WHERE user_id = 'hana'")
+    finally:
+        await conn.close()
+    assert row["immutable"] is True
+    shown = (await client.get(f"{P}/v1/memories/{row['id']}/", headers=h)).json()
+    assert shown["immutable"] is True
