@@ -103,6 +103,7 @@ def translation_cost_us() -> float:
         expires_at=None,
         created_at="2026-01-01T00:00:00Z",
         updated_at="2026-01-01T00:00:00Z",
+        immutable=False,
         score=0.9,
         score_breakdown=ScoreBreakdown(semantic=0.9, keyword=0.5, entity=0.0, graph=0.0),
     )

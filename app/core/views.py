@@ -29,6 +29,7 @@ class Memory(msgspec.Struct):
     expires_at: str | None
     created_at: str
     updated_at: str
+    immutable: bool  # never changed by a later add or a PUT (a delete by id is still allowed)
 
 
 class ScoreBreakdown(msgspec.Struct):
@@ -94,6 +95,7 @@ class Skipped(msgspec.Struct, omit_defaults=True, kw_only=True):
 
     index: int | UnsetType | None = UNSET
     text: str | UnsetType = UNSET
+    id: str | UnsetType = UNSET  # the memory the decision named, when it was not applied to it
     reason: str
 
 
@@ -159,6 +161,7 @@ def _memory_fields(row: Any) -> dict[str, Any]:
         "expires_at": iso(row["expires_at"]),
         "created_at": iso(row["created_at"]),
         "updated_at": iso(row["updated_at"]),
+        "immutable": row["immutable"],
     }
 
 

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 OWNER_FIELDS = ("user_id", "agent_id", "run_id")
 
 MEMORY_COLUMNS = """m.id, m.memory, m.user_id, m.agent_id, m.run_id, m.memory_type, m.metadata,
-    m.hash, m.actor_id, m.role, m.expires_at, m.created_at, m.updated_at"""
+    m.hash, m.actor_id, m.role, m.expires_at, m.created_at, m.updated_at, m.immutable"""
 
 LIVE = "m.deleted_at IS NULL"
 NOT_EXPIRED = "(m.expires_at IS NULL OR m.expires_at > now())"

@@ -27,6 +27,7 @@ class AddOptions:
     metadata: dict[str, Any]
     forced_type: str | None
     expiration_date: str | None
+    immutable: bool = False
 
 
 @dataclass
@@ -84,6 +85,7 @@ class PlanWriter:
             relations=decision.relations,
             actor_id=decision.actor_id,
             role=decision.role,
+            immutable=self.options.immutable,
         )
         self.out.added_hashes[digest] = row["id"]
         self.out.results.append(
@@ -97,6 +99,16 @@ class PlanWriter:
         )
         if current is None:
             self.out.skipped.append({"text": decision.text, "reason": "the memory was deleted meanwhile"})
+        elif current["immutable"]:
+            # Checked on the locked row: an immutable memory is context for the model, never a target.
+            self.writer.unchanged()
+            self.out.skipped.append(
+                {
+                    "id": str(current["id"]),
+                    "text": decision.text or current["memory"],
+                    "reason": f"the memory is immutable ({decision.event})",
+                }
+            )
         elif decision.event == "DELETE":
             await self._delete(decision.target)
         else:

@@ -92,7 +92,7 @@ def _render_messages(lines: list[Line]) -> str:
 def _render_candidates(candidates: list[Any]) -> tuple[str, dict[str, UUID]]:
     temp_ids = {f"m{i + 1}": row["id"] for i, row in enumerate(candidates)}
     lines = [
-        f"- {tid}: {row['memory']} (type {row['memory_type']})"
+        f"- {tid}: {row['memory']} (type {row['memory_type']}{', immutable' if row['immutable'] else ''})"
         for tid, row in zip(temp_ids, candidates, strict=True)
     ]
     return ("\n".join(lines) or "(none)"), temp_ids
@@ -112,13 +112,27 @@ async def _ask(chat: ChatProvider, deps: MemoryDeps, system: str, user: str) -> 
         ) from exc
 
 
+def with_instructions(system: str, instructions: str | None) -> str:
+    """The extraction prompt, with the application's instructions for this add (if any) appended
+    as their own delimited section: they guide what is remembered, never the answer's format."""
+    if not instructions:
+        return system
+    return f"{system.rstrip()}\n\n{prompt('custom_instructions').format(instructions=instructions)}"
+
+
 async def _decide(
-    chat: ChatProvider, deps: MemoryDeps, context: str, new_messages: str, candidates: list[Any]
+    chat: ChatProvider,
+    deps: MemoryDeps,
+    context: str,
+    new_messages: str,
+    candidates: list[Any],
+    instructions: str | None = None,
 ) -> tuple[ParsedAnswer, int]:
     """The decisions and how many LLM calls they took."""
     listing, temp_ids = _render_candidates(candidates)
     if deps.settings.pipeline_mode == TWO_CALL:
-        extracted = await _ask(chat, deps, prompt("extract"), f"{context}NEW MESSAGES:\n{new_messages}")
+        system = with_instructions(prompt("extract"), instructions)
+        extracted = await _ask(chat, deps, system, f"{context}NEW MESSAGES:\n{new_messages}")
         raw = extracted.get("facts")
         facts: list[Any] = raw if isinstance(raw, list) else []
         answer = await _ask(
@@ -131,7 +145,7 @@ async def _decide(
     answer = await _ask(
         chat,
         deps,
-        prompt("extract_and_decide"),
+        with_instructions(prompt("extract_and_decide"), instructions),
         f"EXISTING MEMORIES:\n{listing}\n\n{context}NEW MESSAGES:\n{new_messages}",
     )
     return read_decisions(answer, temp_ids, default_event="ADD"), 1
@@ -194,7 +208,12 @@ def _one_decision_per_target(parsed: ParsedAnswer) -> tuple[list[Decision], list
 
 
 async def plan_inferred(
-    db: TenantSession, deps: MemoryDeps, chat: ChatProvider, owner: Owner, turn: Turn
+    db: TenantSession,
+    deps: MemoryDeps,
+    chat: ChatProvider,
+    owner: Owner,
+    turn: Turn,
+    instructions: str | None = None,
 ) -> Plan:
     """Ask the model what the turn means for the owner's nearest memories."""
     if not turn.lines:
@@ -208,6 +227,6 @@ async def plan_inferred(
         window = await repo.recent_session_messages(conn, owner, MAX_CONTEXT_MESSAGES)
     earlier = [Line(role, name, text) for role, name, text in window]
     context = f"EARLIER IN THIS CONVERSATION:\n{_render_messages(earlier)}\n\n" if earlier else ""
-    parsed, calls = await _decide(chat, deps, context, _render_messages(turn.lines), candidates)
+    parsed, calls = await _decide(chat, deps, context, _render_messages(turn.lines), candidates, instructions)
     decisions, skipped = _one_decision_per_target(parsed)
     return Plan(turn, decisions, skipped, {row["id"]: row for row in candidates}, calls)

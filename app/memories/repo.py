@@ -33,11 +33,12 @@ async def insert_memory(
     actor_id: str | None,
     role: str | None,
     expires_at: datetime | None,
+    immutable: bool = False,
 ) -> asyncpg.Record:
     return await conn.fetchrow(
         f"""INSERT INTO mem.memories AS m (user_id, agent_id, run_id, memory, embedding, hash, memory_type,
-                metadata, actor_id, role, expires_at)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                metadata, actor_id, role, expires_at, immutable)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
             RETURNING {MEMORY_COLUMNS}""",
         owner.user_id,
         owner.agent_id,
@@ -50,6 +51,7 @@ async def insert_memory(
         actor_id,
         role,
         expires_at,
+        immutable,
     )
 
 

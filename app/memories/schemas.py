@@ -28,6 +28,10 @@ class AddMemoryRequest(msgspec.Struct, omit_defaults=True, forbid_unknown_fields
     infer: bool = True
     memory_type: str | None = None
     expiration_date: str | None = None
+    # true: the memories this add writes are never changed by a later add or a PUT.
+    immutable: bool = False
+    # Extra guidance for the model's extraction, for this add only (at most 4000 characters).
+    custom_instructions: str | None = None
     # true: answer 202 at once with a PENDING event; a worker runs the add (GET /mem/v1/events/{id}).
     async_: bool = msgspec.field(default=False, name="async")
 

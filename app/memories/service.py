@@ -22,7 +22,7 @@ from app.core.paging import page_window
 from app.core.schemas import MAX_MEMORY_CHARS, iso, normalise_memory_type
 from app.core.views import Deleted, EntityList, HistoryEntry, Memory, entity_view, history_view, memory_view
 from app.db.session import TenantSession
-from app.errors import AppError, BadRequest, Forbidden, NotFound
+from app.errors import AppError, BadRequest, Conflict, Forbidden, NotFound
 from app.memories import pipeline, repo
 from app.memories.apply import AddOptions, PlanWriter, apply_decisions
 from app.memories.pipeline import Plan
@@ -43,6 +43,8 @@ from app.memories.writer import Writer
 
 log = structlog.get_logger(__name__)
 
+MAX_CUSTOM_INSTRUCTIONS_CHARS = 4_000
+
 
 async def _plan(
     db: TenantSession, deps: MemoryDeps, owner: Owner, request: AddMemoryRequest, messages: list[Message]
@@ -50,8 +52,11 @@ async def _plan(
     if request.infer and deps.chat is not None:
         notes: list[str] = []
         described = await pipeline.describe_images(messages, deps.chat, notes)
-        return await pipeline.plan_inferred(db, deps, deps.chat, owner, to_turn(described, notes))
+        turn = to_turn(described, notes)
+        return await pipeline.plan_inferred(db, deps, deps.chat, owner, turn, request.custom_instructions)
     turn = to_turn(messages)
+    if request.custom_instructions:
+        turn.notes.append("custom_instructions were ignored: no model read this add (stored verbatim).")
     if not request.infer:
         return pipeline.plan_verbatim(turn)
     turn.notes.append(
@@ -70,6 +75,18 @@ class CheckedAdd:
     messages: list[Message]
 
 
+def check_custom_instructions(instructions: str | None) -> None:
+    if instructions is None:
+        return
+    if not instructions.strip():
+        raise BadRequest("custom_instructions must not be blank.", code="invalid_custom_instructions")
+    if len(instructions) > MAX_CUSTOM_INSTRUCTIONS_CHARS:
+        raise BadRequest(
+            f"custom_instructions is longer than {MAX_CUSTOM_INSTRUCTIONS_CHARS} characters.",
+            code="custom_instructions_too_long",
+        )
+
+
 def check_add(scope: MemoryAuthScope, request: AddMemoryRequest, deps: MemoryDeps) -> CheckedAdd:
     """Everything about an add that can be refused from the request alone: a sync add checks it
     before its provider calls, an async add before it is enqueued (bad input never becomes a job)."""
@@ -78,7 +95,9 @@ def check_add(scope: MemoryAuthScope, request: AddMemoryRequest, deps: MemoryDep
         metadata=dict(request.metadata or {}),
         forced_type=normalise_memory_type(request.memory_type),
         expiration_date=request.expiration_date,
+        immutable=request.immutable,
     )
+    check_custom_instructions(request.custom_instructions)
     if options.expiration_date is not None:
         # expiry() checks it again at write time.
         expiry(
@@ -208,6 +227,12 @@ async def update_memory(
         if len(text) > MAX_MEMORY_CHARS:
             raise BadRequest(f"text is longer than {MAX_MEMORY_CHARS} characters.", code="text_too_long")
     current = await _find(db, scope, memory_id, for_update=True)
+    if current["immutable"]:
+        raise Conflict(
+            "This memory is immutable: it cannot be updated (it can still be deleted).",
+            code="memory_immutable",
+            details={"memory_id": str(memory_id)},
+        )
     new_text = text if text is not None else current["memory"]
     vector = None
     if new_text != current["memory"]:

@@ -59,6 +59,7 @@ class Writer:
         relations: list[FoundRelation] | None = None,
         actor_id: str | None = None,
         role: str | None = None,
+        immutable: bool = False,
     ) -> asyncpg.Record:
         row = await repo.insert_memory(
             self.conn,
@@ -71,6 +72,7 @@ class Writer:
             actor_id=actor_id,
             role=role,
             expires_at=expires_at,
+            immutable=immutable,
         )
         await link_memory(
             self.conn,

@@ -352,11 +352,13 @@ BAD = [
     Bad(
         "POST",
         "/v3/memories/add/",
-        {**ADD, "custom_instructions": "be brief"},
-        501,
-        "mem0_field_not_supported",
+        {**ADD, "custom_instructions": "x" * 4001},
+        400,
+        "custom_instructions_too_long",
     ),
-    Bad("POST", "/v3/memories/add/", {**ADD, "immutable": True}, 501, "mem0_field_not_supported"),
+    Bad("POST", "/v3/memories/add/", {**ADD, "custom_instructions": " "}, 400, "invalid_custom_instructions"),
+    Bad("POST", "/v3/memories/add/", {**ADD, "custom_instructions": 5}, 422, "validation_failed"),
+    Bad("POST", "/v3/memories/add/", {**ADD, "immutable": "yes"}, 422, "validation_failed"),
     # enable_graph is honoured now (tests/integration/test_graph_compat.py); a non-boolean is not.
     Bad("POST", "/v3/memories/add/", {**ADD, "enable_graph": "yes"}, 422, "validation_failed"),
     Bad("POST", "/v3/memories/", {"filters": ALICE, "enable_graph": 1}, 422, "validation_failed"),
@@ -368,7 +370,14 @@ BAD = [
     # Async adds (the default) are checked before they are queued: no job row (snapshot counts jobs).
     Bad("POST", "/v3/memories/add", {**ASYNC_ADD, "user_id": None}, 400, "owner_required"),
     Bad("POST", "/v3/memories/add", {**ASYNC_ADD, "expiration_date": "x"}, 400, "invalid_expiration_date"),
-    Bad("POST", "/v3/memories/add", {**ASYNC_ADD, "immutable": True}, 501, "mem0_field_not_supported"),
+    Bad("POST", "/v3/memories/add", {**ASYNC_ADD, "immutable": 1}, 422, "validation_failed"),
+    Bad(
+        "POST",
+        "/v3/memories/add",
+        {**ASYNC_ADD, "custom_instructions": "x" * 4001},
+        400,
+        "custom_instructions_too_long",
+    ),
     Bad("POST", "/v1/memories/", {**ASYNC_ADD, "messages": "x" * 30_000}, 400, "message_too_long"),
     Bad("POST", "/v1/memories/", {**ASYNC_ADD, "messages": []}, 400, "empty_messages"),
     Bad("POST", "/v3/memories/", {"filters": {}}, 400, "owner_required"),
@@ -480,3 +489,64 @@ async def test_paths_outside_mem0_keep_the_usual_error_body(client: httpx.AsyncC
     assert r.status_code == 404 and set(r.json()) == {"code", "message"}
     r = await client.get("/mem0x/v1/ping")
     assert r.status_code == 404 and "detail" not in r.json()
+
+
+# --- immutable memories ---------------------------------------------------------------------
+
+
+async def test_an_immutable_memory_is_shown_refuses_updates_atomically_and_can_be_deleted(
+    client: httpx.AsyncClient, runtime: Runtime, tenant
+):
+    h = token(tenant.service_role_key)
+    frozen = await add(client, tenant, "Was born in Lyon", user_id="ivy", immutable=True)
+    loose = await add(client, tenant, "Likes jazz", user_id="ivy")
+    shown = (await client.get(f"{P}/v1/memories/{frozen}/", headers=h)).json()
+    assert shown["immutable"] is True
+    assert (await client.get(f"{P}/v1/memories/{loose}/", headers=h)).json()["immutable"] is False
+    listed = await client.post(f"{P}/v3/memories/", json={"filters": {"user_id": "ivy"}}, headers=h)
+    assert {m["id"]: m["immutable"] for m in listed.json()["results"]} == {frozen: True, loose: False}
+    conn = await tenant_conn(runtime, tenant)
+    try:
+        assert await conn.fetchval("SELECT immutable FROM mem.memories WHERE id = $1", frozen) is True
+    finally:
+        await conn.close()
+
+    before = await snapshot(runtime, tenant)
+    r = await client.put(f"{P}/v1/memories/{frozen}/", json={"text": "Was born in Paris"}, headers=h)
+    refused(r, 409, "memory_immutable")
+    # The batch is all or none: the mutable memory before the immutable one is not changed either.
+    batch = {"memories": [{"memory_id": loose, "text": "Likes blues"}, {"memory_id": frozen, "text": "x"}]}
+    refused(await client.put(f"{P}/v1/batch/", json=batch, headers=h), 409, "memory_immutable")
+    assert await snapshot(runtime, tenant) == before
+
+    # Erasing stays the user's right, as on mem0's platform.
+    assert (await client.delete(f"{P}/v1/memories/{frozen}/", headers=h)).status_code == 200
+    assert (await client.get(f"{P}/v1/memories/{frozen}/", headers=h)).status_code == 404
+
+
+async def test_an_async_add_carries_immutable_and_custom_instructions_in_its_job(
+    client: httpx.AsyncClient, runtime: Runtime, tenant
+):
+    h = token(tenant.service_role_key)
+    body = {"messages": "Hana was born in Kyoto", "user_id": "hana", "infer": False}
+    r = await client.post(
+        f"{P}/v3/memories/add/",
+        json={**body, "immutable": True, "custom_instructions": "Dates only"},
+        headers=h,
+    )
+    assert r.status_code == 200, r.text
+    (item,) = r.json()["results"]
+    pending = (await client.get(f"{P}/v1/event/{item['event_id']}/", headers=h)).json()
+    assert (pending["payload"]["immutable"], pending["payload"]["custom_instructions"]) == (
+        True,
+        "Dates only",
+    )
+    assert await run_next_job(runtime, tenant.ref) == item["event_id"]
+    conn = await tenant_conn(runtime, tenant)
+    try:
+        row = await conn.fetchrow("SELECT id::text, immutable FROM mem.memories WHERE user_id = 'hana'")
+    finally:
+        await conn.close()
+    assert row["immutable"] is True
+    shown = (await client.get(f"{P}/v1/memories/{row['id']}/", headers=h)).json()
+    assert shown["immutable"] is True

@@ -531,3 +531,118 @@ async def test_a_target_deleted_while_the_model_thinks_is_skipped_not_resurrecte
     assert body["skipped"] == [{"text": "Lives in Paris", "reason": "the memory was deleted meanwhile"}]
     stored = await _memories(runtime, keys)
     assert stored[old["id"]]["memory"] == "Lives in Berlin" and stored[old["id"]]["deleted_at"] is not None
+
+
+async def test_an_immutable_memory_is_context_never_a_target_and_refuses_put(stack, keys, fake_provider):
+    provider, runtime, client = stack
+    berlin = await add(client, keys.service, "Lives in Berlin", immutable=True)
+    steak = await add(client, keys.service, "Loves steak", immutable=True)
+    family = _family(provider)
+    calls = fake_provider.count(family)
+    respond(
+        fake_provider,
+        provider,
+        lambda p: [
+            {"text": "Lives in Paris", "event": "UPDATE", "target": temp_id_of(p, "Lives in Berlin")},
+            {"text": "Loves steak", "event": "DELETE", "target": temp_id_of(p, "Loves steak")},
+            {"text": "Does not eat meat", "event": "ADD", "memory_type": "LONG_TERM"},
+        ],
+    )
+    response = await _add(client, keys, "I moved to Paris and gave up meat")
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert [(r["event"], r["memory"]) for r in body["results"]] == [("ADD", "Does not eat meat")]
+    assert sorted((s["id"], s["reason"]) for s in body["skipped"]) == sorted(
+        [
+            (berlin["id"], "the memory is immutable (UPDATE)"),
+            (steak["id"], "the memory is immutable (DELETE)"),
+        ]
+    )
+    # The model saw them, marked, as context.
+    assert "Lives in Berlin (type LONG_TERM, immutable)" in prompt_text(
+        fake_provider.last_request(family).json
+    )
+    assert fake_provider.count(family) == calls + 1
+    stored = await _memories(runtime, keys)
+    assert (stored[berlin["id"]]["memory"], stored[berlin["id"]]["deleted_at"]) == ("Lives in Berlin", None)
+    assert (stored[steak["id"]]["memory"], stored[steak["id"]]["deleted_at"]) == ("Loves steak", None)
+    assert [h["event"] for h in await _history(client, keys, berlin["id"])] == ["ADD"]
+    assert [h["event"] for h in await _history(client, keys, steak["id"])] == ["ADD"]
+
+    shown = (await client.get(f"/mem/v1/memories/{berlin['id']}", headers=keys.service)).json()
+    assert shown["immutable"] is True
+    added = next(r for r in body["results"] if r["event"] == "ADD")
+    assert (await client.get(f"/mem/v1/memories/{added['id']}", headers=keys.service)).json()[
+        "immutable"
+    ] is False
+
+    before = await table_counts(runtime, keys)
+    put = await client.put(
+        f"/mem/v1/memories/{berlin['id']}", json={"text": "Lives in Rome"}, headers=keys.service
+    )
+    assert put.status_code == 409, put.text
+    assert put.json()["code"] == "memory_immutable"
+    assert (await _memories(runtime, keys))[berlin["id"]]["memory"] == "Lives in Berlin"
+    assert await table_counts(runtime, keys) == before
+    # Deleting by id stays allowed: the user's right to erase.
+    gone = await client.delete(f"/mem/v1/memories/{berlin['id']}", headers=keys.service)
+    assert gone.status_code == 200, gone.text
+
+
+async def test_custom_instructions_reach_the_extraction_prompt_in_the_one_call(stack, keys, fake_provider):
+    provider, _runtime, client = stack
+    family = _family(provider)
+    calls = fake_provider.count(family)
+    respond(
+        fake_provider,
+        provider,
+        lambda p: [{"text": "Likes sushi", "event": "ADD", "memory_type": "LONG_TERM"}],
+    )
+    instructions = "Only remember food preferences; ignore {anything} else."
+    response = await _add(client, keys, "I like sushi and I work at ACME", custom_instructions=instructions)
+
+    assert response.status_code == 200, response.text
+    assert [r["memory"] for r in response.json()["results"]] == ["Likes sushi"]
+    assert fake_provider.count(family) == calls + 1
+    sent = prompt_text(fake_provider.last_request(family).json)
+    section = sent[sent.index("INSTRUCTIONS FROM THE APPLICATION") :]
+    assert f"<<<APPLICATION INSTRUCTIONS\n{instructions}\nAPPLICATION INSTRUCTIONS>>>" in section
+    # The next add without them sends a prompt without the section.
+    respond(fake_provider, provider, lambda p: [])
+    assert (await _add(client, keys, "Nothing new")).status_code == 200
+    assert "INSTRUCTIONS FROM THE APPLICATION" not in prompt_text(fake_provider.last_request(family).json)
+
+
+async def test_custom_instructions_without_a_model_are_ignored_with_a_note(stack, keys, fake_provider):
+    provider, _runtime, client = stack
+    calls = fake_provider.count(_family(provider))
+    response = await _add(client, keys, "Likes tea", infer=False, custom_instructions="Be brief")
+
+    assert response.status_code == 200, response.text
+    assert any("custom_instructions were ignored" in n for n in response.json()["notes"])
+    assert fake_provider.count(_family(provider)) == calls
+
+
+@pytest.mark.parametrize(
+    ("extra", "status", "code"),
+    [
+        ({"immutable": "yes"}, 422, "validation_failed"),
+        ({"custom_instructions": "x" * 4001}, 400, "custom_instructions_too_long"),
+        ({"custom_instructions": "   "}, 400, "invalid_custom_instructions"),
+        ({"custom_instructions": ["a"]}, 422, "validation_failed"),
+        ({"custom_instructions": "x" * 4001, "async": True}, 400, "custom_instructions_too_long"),
+    ],
+)
+async def test_bad_immutable_or_custom_instructions_change_nothing(
+    stack, keys, fake_provider, extra, status, code
+):
+    provider, runtime, client = stack
+    calls = fake_provider.count(_family(provider))
+    before = await table_counts(runtime, keys)
+    response = await _add(client, keys, "Likes tea", **extra)
+
+    assert response.status_code == status, response.text
+    assert response.json()["code"] == code
+    assert await table_counts(runtime, keys) == before
+    assert fake_provider.count(_family(provider)) == calls

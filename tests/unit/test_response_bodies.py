@@ -38,6 +38,7 @@ def memory_row(**changes: Any) -> dict[str, Any]:
         "expires_at": None,
         "created_at": CREATED,
         "updated_at": UPDATED,
+        "immutable": False,
         "embedding": [0.1, 0.2],
     }
     row.update(changes)
@@ -58,6 +59,7 @@ MEMORY_JSON = {
     "expires_at": None,
     "created_at": "2025-03-01T12:30:05.123456Z",
     "updated_at": "2025-03-02T08:00:00Z",
+    "immutable": False,
 }
 
 

@@ -3,12 +3,12 @@
 Every field mem0 documents is declared, so a misspelt one is still refused (unknown_field).
 Three kinds of field:
 
-* honoured: mapped onto our request (owner ids, messages, metadata, infer, expiration_date, filters,
-  top_k/limit, threshold, show_expired, page/page_size, output_format, async_mode, and
-  `enable_graph` on search and list: the answer gains mem0's graph `relations` list);
+* honoured: mapped onto our request (owner ids, messages, metadata, infer, expiration_date, immutable,
+  custom_instructions, filters, top_k/limit, threshold, show_expired, page/page_size, output_format,
+  async_mode, and `enable_graph` on search and list: the answer gains mem0's graph `relations` list);
 * accepted and without effect here: `rerank` (our ranking is always the fused one), `version`,
-  `org_id`/`project_id` (the key names the tenant), `immutable: false`, `enable_graph` on add
-  (relations are always extracted with the facts, in the same model call);
+  `org_id`/`project_id` (the key names the tenant), `enable_graph` on add (relations are always
+  extracted with the facts, in the same model call);
 * not supported: any other feature field that is set answers 501 naming it (see `unsupported`).
 """
 
@@ -49,9 +49,9 @@ class Mem0AddRequest(_Owned, kw_only=True):
     async_mode: bool = True
     expiration_date: str | None = None
     immutable: bool = False
+    custom_instructions: str | None = None
     enable_graph: bool | None = None
     # Not supported when set (501):
-    custom_instructions: Any = None
     agent_custom_instructions: Any = None
     custom_categories: Any = None
     includes: Any = None
@@ -119,7 +119,6 @@ class Mem0BatchRequest(msgspec.Struct, forbid_unknown_fields=True):
 # Fields that change what is stored or found and that this service cannot honour.
 UNSUPPORTED: dict[type[msgspec.Struct], tuple[str, ...]] = {
     Mem0AddRequest: (
-        "custom_instructions",
         "agent_custom_instructions",
         "custom_categories",
         "includes",
@@ -148,12 +147,6 @@ def refuse_unsupported(request: msgspec.Struct) -> None:
                 details={"field": name},
                 hint="Leave it out; README 'Coming from mem0' lists what is and is not supported.",
             )
-    if getattr(request, "immutable", False):
-        raise NotSupported(
-            "Immutable memories are not supported: a later add may still update or delete them.",
-            code="mem0_field_not_supported",
-            details={"field": "immutable"},
-        )
     output_format = getattr(request, "output_format", None)
     if output_format not in (None, "v1.0", "v1.1"):
         raise BadRequest("output_format must be v1.0 or v1.1.", code="invalid_output_format")

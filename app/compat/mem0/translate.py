@@ -111,6 +111,8 @@ def add_request(data: Mem0AddRequest) -> AddMemoryRequest:
             "metadata": metadata or None,
             "infer": data.infer,
             "expiration_date": data.expiration_date,
+            "immutable": data.immutable,
+            "custom_instructions": data.custom_instructions,
         },
         AddMemoryRequest,
     )

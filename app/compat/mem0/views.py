@@ -166,7 +166,7 @@ def memory_view(m: Memory) -> Mem0Memory:
         metadata=m.metadata,
         categories=[],
         memory_type=m.memory_type,
-        immutable=False,
+        immutable=m.immutable,
         expiration_date=m.expires_at,
         created_at=m.created_at,
         updated_at=m.updated_at,
