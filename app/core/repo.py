@@ -21,3 +21,9 @@ async def write_config(conn: asyncpg.Connection, settings: dict[str, Any]) -> as
         settings,
     )
     return row
+
+
+async def refresh_statistics(conn: asyncpg.Connection) -> bool:
+    """ANALYZE the tables a search reads if mem.memories is stale (sql/mem/007); never waits."""
+    analyzed: bool = await conn.fetchval("SELECT mem.refresh_statistics()")
+    return analyzed

@@ -20,6 +20,7 @@ from app.core.config import EffectiveConfig
 from app.core.context import MemoryDeps
 from app.core.linking.heuristic import FoundEntity, FoundRelation, extract_entities
 from app.core.linking.service import close_relations, link_memory, unlink_entities
+from app.core.repo import refresh_statistics
 from app.db.session import TenantSession
 from app.memories import repo
 
@@ -40,11 +41,14 @@ class Writer:
         self.scope = scope
         self.config = config
         self._history: list[dict[str, Any]] = []
+        self._deps: MemoryDeps | None = None
 
     @classmethod
     async def open(cls, db: TenantSession, scope: MemoryAuthScope, deps: MemoryDeps) -> Writer:
         config = await deps.config(db)
-        return cls(await db.connection(), scope, config)
+        writer = cls(await db.connection(), scope, config)
+        writer._deps = deps
+        return writer
 
     async def add(
         self,
@@ -171,4 +175,8 @@ class Writer:
     async def flush(self) -> None:
         if self._history:
             await repo.insert_history(self.conn, self._history)
+            added = sum(1 for row in self._history if row["event"] == "ADD")
+            if self._deps is not None and self._deps.caches.statistics.due(self._deps.tenant_ref, added):
+                # A fresh tenant would be planned with empty-table statistics (sql/mem/007).
+                await refresh_statistics(self.conn)
         self._history = []

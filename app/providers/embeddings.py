@@ -115,6 +115,11 @@ class LocalEmbedder:
         self._running: set[asyncio.Task[None]] = set()
         self._last_batch = 0  # texts in the last forward pass
 
+    @property
+    def idle(self) -> bool:
+        """Nothing queued and no forward pass running: a text queued now starts at once."""
+        return not len(self._queue) and not self._running
+
     def _load(self) -> Encoder:
         with self._load_lock:
             if self._encoder is None:

@@ -6,11 +6,13 @@ The score formula, and which ranked rows `threshold` lets through, are documente
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from uuid import UUID
 
 from app.auth.scope import MemoryAuthScope
+from app.core.config import EffectiveConfig
 from app.core.context import MemoryDeps
 from app.core.filters import scoped_filter
 from app.core.graph.service import relations_for_memories
@@ -19,6 +21,7 @@ from app.core.schemas import MAX_QUERY_CHARS
 from app.core.views import ScoreBreakdown, ScoredMemory, scored_memory_view
 from app.db.session import TenantSession
 from app.errors import BadRequest
+from app.providers.embeddings import Vector
 from app.search.responses import SearchResponse
 from app.search.schemas import SearchRequest
 
@@ -69,6 +72,32 @@ def _requested_top_k(request: SearchRequest, deps: MemoryDeps) -> int | None:
     return top_k
 
 
+async def _embed_and_configure(
+    db: TenantSession, scope: MemoryAuthScope, query: str, deps: MemoryDeps
+) -> tuple[Vector, EffectiveConfig]:
+    """The query's vector and the tenant's config, overlapped when that is safe.
+
+    Opening the transaction (acquire, BEGIN, claims) and reading the config take a few round
+    trips that need no vector. When the local model is idle, the query starts on it at once
+    and finishes within one forward pass (~5 ms), so those round trips run meanwhile. Otherwise
+    (a remote provider, or a queue in front of the model) the query is embedded first, so a
+    slow or failing provider never holds a pooled connection.
+    """
+    deps.check_dimensions()
+    overlap = getattr(deps.embedder, "idle", False) is True
+    embedding = asyncio.ensure_future(
+        deps.query_cache.embed_query(query, partition=_cache_partition(scope, deps), tenant=deps.tenant_ref)
+    )
+    if not overlap:
+        return await embedding, await deps.config(db)
+    try:
+        config = await deps.config(db)
+    except BaseException:
+        embedding.cancel()
+        raise
+    return await embedding, config
+
+
 async def search(
     db: TenantSession, scope: MemoryAuthScope, request: SearchRequest, deps: MemoryDeps
 ) -> SearchOutcome:
@@ -78,15 +107,9 @@ async def search(
     filters = scoped_filter(scope, request.filters, request.memory_type)
     signals = effective_signals(request.signals, deps.settings.search_signals, entity_enabled=True)
 
-    # The query is embedded before the first database access, so a slow or failing provider
-    # never holds a pooled connection.
     started = time.perf_counter()
-    deps.check_dimensions()
-    vector = await deps.query_cache.embed_query(
-        query, partition=_cache_partition(scope, deps), tenant=deps.tenant_ref
-    )
+    vector, config = await _embed_and_configure(db, scope, query, deps)
     embedded = time.perf_counter()
-    config = await deps.config(db)
     if request.signals is None and not config.search_entity_boost_enabled:
         signals.discard("entity")
     signals = signals or {"semantic"}

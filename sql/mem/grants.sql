@@ -20,3 +20,6 @@ GRANT USAGE ON ALL SEQUENCES IN SCHEMA mem TO {{app_role}};
 GRANT EXECUTE ON FUNCTION mem.reset() TO {{app_role}};
 -- The row-level security policies (004) call these as the request role.
 GRANT EXECUTE ON FUNCTION mem.claim_role(), mem.claim_user_id() TO {{app_role}};
+-- refresh_statistics() (007) is SECURITY DEFINER: the add path analyzes a fast-growing tenant
+-- through it without a MAINTAIN grant.
+GRANT EXECUTE ON FUNCTION mem.refresh_statistics() TO {{app_role}};

@@ -1,0 +1,104 @@
+"""The search path opens its transaction while an idle local model embeds the query, and only then.
+
+app.search.service._embed_and_configure: with the local model idle the round trips that need no
+vector (acquire, BEGIN, claims, config) run during the forward pass; with a queue in front of the
+model, or a remote provider, the query is embedded before any connection is held.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, cast
+
+import numpy as np
+import pytest
+
+from app.auth.scope import MemoryAuthScope
+from app.core.context import MemoryDeps
+from app.db.session import TenantSession
+from app.providers.embeddings import LocalEmbedder, QueryEmbeddingCache
+from app.search.service import _embed_and_configure
+
+FORWARD_PASS_SECONDS = 0.05
+
+
+class _SlowModel(LocalEmbedder):
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        time.sleep(FORWARD_PASS_SECONDS)
+        return np.ones((len(texts), 384), dtype=np.float32)
+
+
+class _Deps:
+    """The parts of MemoryDeps the function uses; records when the transaction was opened."""
+
+    def __init__(self, embedder: LocalEmbedder, *, config_error: Exception | None = None) -> None:
+        self.embedder = embedder
+        self.query_cache = QueryEmbeddingCache(embedder, size=0, ttl_seconds=60)
+        self.tenant_ref = "t1"
+        self.opened_at: float | None = None
+        self._config_error = config_error
+
+    def check_dimensions(self) -> None:
+        return None
+
+    async def config(self, db: Any) -> str:
+        self.opened_at = time.perf_counter()
+        await asyncio.sleep(0.001)  # the round trips
+        if self._config_error is not None:
+            raise self._config_error
+        return "config"
+
+
+class _Scope:
+    is_service = True
+
+
+async def _run(deps: _Deps) -> tuple[Any, Any, float]:
+    started = time.perf_counter()
+    vector, config = await _embed_and_configure(
+        cast(TenantSession, None), cast(MemoryAuthScope, _Scope()), "a query", cast(MemoryDeps, deps)
+    )
+    return vector, config, started
+
+
+async def test_an_idle_local_model_overlaps_the_transaction_with_the_forward_pass() -> None:
+    model = _SlowModel()
+    try:
+        deps = _Deps(model)
+        assert model.idle
+        vector, config, started = await _run(deps)
+        assert config == "config" and vector.shape == (384,)
+        assert deps.opened_at is not None
+        assert deps.opened_at - started < FORWARD_PASS_SECONDS / 2, "opened during the forward pass"
+    finally:
+        await model.close()
+
+
+async def test_a_busy_model_embeds_first_so_no_connection_waits_in_its_queue() -> None:
+    model = _SlowModel()
+    try:
+        busy = asyncio.create_task(model.embed(["someone else's text"]))
+        await asyncio.sleep(0.005)
+        assert not model.idle
+        deps = _Deps(model)
+        _, config, started = await _run(deps)
+        await busy
+        assert config == "config"
+        assert deps.opened_at is not None
+        assert deps.opened_at - started >= FORWARD_PASS_SECONDS, "opened only after the vector"
+        assert model.idle
+    finally:
+        await model.close()
+
+
+async def test_a_failing_transaction_does_not_leave_the_embedding_running() -> None:
+    model = _SlowModel()
+    try:
+        deps = _Deps(model, config_error=RuntimeError("database down"))
+        with pytest.raises(RuntimeError, match="database down"):
+            await _run(deps)
+        await asyncio.sleep(FORWARD_PASS_SECONDS * 2)
+        assert model.idle
+    finally:
+        await model.close()
