@@ -10,8 +10,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +80,16 @@ def create_tenant(url: str, admin_key: str, name: str) -> dict[str, Any]:
     )
     assert r.status_code == 201, r.text
     return dict(r.json())
+
+
+@asynccontextmanager
+async def tenant_database(database_url: str, tenant: dict[str, Any]) -> AsyncIterator[asyncpg.Connection]:
+    """The database of a tenant made by create_tenant(), as the superuser: what calls really did."""
+    conn = await asyncpg.connect(with_database(database_url, tenant["database"]))
+    try:
+        yield conn
+    finally:
+        await conn.close()
 
 
 @contextmanager

@@ -26,10 +26,15 @@ from mem0 import AsyncMemoryClient, MemoryClient
 from mem0.exceptions import AuthenticationError, MemoryNotFoundError, ValidationError
 from mem0.memory.telemetry import client_telemetry
 
-from app.db.dsn import with_database
 from tests.conftest import DIMS
 from testsupport.provider_server import FakeProviderServer
-from testsupport.serve import create_tenant, new_database, running_service, service_environment
+from testsupport.serve import (
+    create_tenant,
+    new_database,
+    running_service,
+    service_environment,
+    tenant_database,
+)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -52,11 +57,8 @@ def tenant(service: str, service_env: dict[str, str]) -> dict[str, Any]:
 @pytest_asyncio.fixture(loop_scope="session")
 async def db(database_url: str, tenant: dict[str, Any]) -> AsyncIterator[asyncpg.Connection]:
     """The tenant's database, as the superuser: what the SDK's calls really did."""
-    conn = await asyncpg.connect(with_database(database_url, tenant["database"]))
-    try:
+    async with tenant_database(database_url, tenant) as conn:
         yield conn
-    finally:
-        await conn.close()
 
 
 def client(service: str, tenant: dict[str, Any]) -> MemoryClient:
