@@ -3,7 +3,6 @@ stdio bridge (`python -m app mcp`) as a desktop client would start it."""
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import secrets
@@ -24,32 +23,15 @@ from mcp.client.streamable_http import streamablehttp_client
 from app.auth.tokens import mint_user_token
 from tests.conftest import DIMS
 from testsupport.provider_server import FakeProviderServer
-from testsupport.serve import free_port, new_database, running_service
+from testsupport.serve import INHERITED_PREFIXES, new_database, running_service, service_environment
 
 ROOT = Path(__file__).resolve().parents[2]
-INHERITED_PREFIXES = ("NUBASE_", "MEM_", "LOG_", "OPENAI_", "ANTHROPIC_", "MEMORY_")
 
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def service_env(database_url: str, fake_provider: FakeProviderServer) -> dict[str, str]:
     control_dsn = await new_database(database_url, "memory_mcp")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(INHERITED_PREFIXES)}
-    env.update(
-        DATABASE_URL=control_dsn,
-        HOST="127.0.0.1",
-        PORT=str(free_port()),
-        MEM_ADMIN_KEY="mcp-admin-" + secrets.token_hex(16),
-        # Seals the tenants' secrets in the control plane; required with DATABASE_URL.
-        MEM_MASTER_KEY=base64.b64encode(secrets.token_bytes(32)).decode(),
-        NUBASE_MEM_EMBEDDING_PROVIDER="generic",
-        NUBASE_MEM_EMBEDDING_MODEL="fake-embed",
-        NUBASE_MEM_EMBEDDING_DIMENSIONS=str(DIMS),
-        NUBASE_MEM_EMBEDDING_BASE_URL=fake_provider.openai_base_url,
-        NUBASE_MEM_EMBEDDING_API_KEY="test",
-        LOG_FORMAT="json",
-        PYTHONUNBUFFERED="1",
-    )
-    return env
+    return service_environment(control_dsn, fake_provider.openai_base_url, DIMS)
 
 
 @pytest.fixture
