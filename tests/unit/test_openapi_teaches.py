@@ -112,3 +112,34 @@ def test_request_bodies_say_they_refuse_unknown_fields(document: dict[str, Any])
     ):
         assert schemas[name]["additionalProperties"] is False, name
     assert "additionalProperties" not in schemas["Memory"]  # responses may grow fields
+
+
+def _surely_disjoint(document: dict[str, Any], first: dict[str, Any], second: dict[str, Any]) -> bool:
+    """True when no JSON value can match both schemas: different JSON types, or one requires a
+    property that the other neither declares nor allows as an extra."""
+    first, second = resolve(document, first), resolve(document, second)
+    if first.get("type") != second.get("type"):
+        return True
+    if first.get("type") != "object":
+        return False
+    for one, other in ((first, second), (second, first)):
+        undeclared = set(one.get("required", [])) - set(other["properties"])
+        if other.get("additionalProperties") is False and undeclared:
+            return True
+    return False
+
+
+def test_a_choice_of_response_shapes_is_one_of_exactly_one(document: dict[str, Any]) -> None:
+    # `oneOf` promises that an answer matches exactly one alternative; a validator (or a generated
+    # client) rejects an answer that matches two, as mem0's `{"count", "results", ...}` page did
+    # when `{"results"}` accepted extra keys.
+    overlapping = []
+    for method, path, operation in operations(document):
+        for status, response in operation.get("responses", {}).items():
+            schema = (response.get("content") or {}).get("application/json", {}).get("schema") or {}
+            choices = schema.get("oneOf", [])
+            for index, first in enumerate(choices):
+                for second in choices[index + 1 :]:
+                    if not _surely_disjoint(document, first, second):
+                        overlapping.append(f"{method} {path} {status}: {first} / {second}")
+    assert not overlapping, "\n".join(overlapping)

@@ -58,9 +58,12 @@ class Mem0Page(msgspec.Struct):
     relations: list[Relation] | UnsetType = UNSET
 
 
-class Mem0Results(msgspec.Struct):
+class Mem0Results(msgspec.Struct, forbid_unknown_fields=True):
     """mem0's v1.1 `{"results": [...]}`; with enable_graph, also `relations`
-    ([{source, relationship, target, ...}]), as mem0's graph memory answers."""
+    ([{source, relationship, target, ...}]), as mem0's graph memory answers.
+
+    Closed (`additionalProperties: false` in the OpenAPI document) so that a page, which also
+    has `results`, matches only `Mem0Page` where a route answers either shape."""
 
     results: list[Mem0Memory]
     relations: list[Relation] | UnsetType = UNSET
