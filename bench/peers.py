@@ -37,6 +37,7 @@ import httpx
 from app.db.dsn import with_database
 from app.providers.local_model import Encoder, load_encoder, model_dir
 from bench import latency, locomo
+from bench.client import parse_server_timing
 from bench.progress import Progress, log, percentiles
 from bench.service import Service, service_environ
 
@@ -90,11 +91,18 @@ def _timed(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, floa
     return out, (time.perf_counter() - started) * 1000
 
 
-async def _timed_post(client: httpx.AsyncClient, path: str, body: dict[str, Any]) -> tuple[Any, float]:
+async def _timed_post(
+    client: httpx.AsyncClient, path: str, body: dict[str, Any], server: dict[str, list[float]] | None = None
+) -> tuple[Any, float]:
+    """The answer and its wall time seen by the client; with `server`, the answer's Server-Timing
+    entries (ms) appended to it by name."""
     started = time.perf_counter()
     r = await client.post(path, json=body)
     elapsed = (time.perf_counter() - started) * 1000
     r.raise_for_status()
+    if server is not None:
+        for name, ms in parse_server_timing(r.headers.get("server-timing")).items():
+            server.setdefault(name, []).append(ms)
     return r.json(), elapsed
 
 
@@ -112,15 +120,19 @@ class Side:
         self.name = name
         self.add_ms: list[float] = []
         self.search_ms: list[float] = []
+        self.search_server_ms: dict[str, list[float]] = {}  # ours only: the service's Server-Timing
         self.dias: dict[str, str] = {}  # memory id -> dia id
         self.found: list[set[str]] = []
 
     def summary(self, items: list[dict[str, Any]]) -> dict[str, Any]:
-        return {
+        out = {
             "recall@10": _recall(self.found, items),
             "add_ms": percentiles(self.add_ms),
             "search_ms": percentiles(self.search_ms),
         }
+        if self.search_server_ms:
+            out["search_server_ms"] = {name: percentiles(v) for name, v in self.search_server_ms.items()}
+        return out
 
 
 async def _locomo_adds(
@@ -156,7 +168,9 @@ async def _locomo_searches(
             for name in names:
                 if name == "ours":
                     body = {"query": item["question"], "user_id": item["sample_id"], "top_k": TOP_K}
-                    answer, ms = await _timed_post(client, "/mem/v1/search", body)
+                    answer, ms = await _timed_post(
+                        client, "/mem/v1/search", body, server=sides[name].search_server_ms
+                    )
                 else:
                     answer, ms = _timed(
                         mems[name].search,
@@ -375,6 +389,10 @@ def summary(result: dict[str, Any]) -> str:
                 f"    {name:<22}{s['recall@10']:>10.2f}{search['p50']:>11.2f} /{search['p95']:>6.2f}"
                 f"{add['p50']:>10.2f} /{add['p95']:>6.2f}"
             )
+        server = loc.get("ours", {}).get("search_server_ms", {})
+        if server:
+            parts = ", ".join(f"{k} {v['p50']:.2f} / {v['p95']:.2f}" for k, v in server.items())
+            lines.append(f"    ours, inside the service (Server-Timing p50 / p95 ms): {parts}")
     big = result.get("corpus")
     if big:
         lines.append(f"  {big['memories']} memories over {big['users']} users")

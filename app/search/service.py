@@ -11,12 +11,12 @@ import time
 from dataclasses import dataclass, field
 from uuid import UUID
 
-from app.auth.scope import MemoryAuthScope
+from app.auth.scope import MemoryAuthScope, Owner
 from app.core.config import EffectiveConfig
 from app.core.context import MemoryDeps
 from app.core.filters import scoped_filter
 from app.core.graph.service import relations_for_memories
-from app.core.retrieval.service import SIGNALS, RetrievalQuery, passes, retrieve
+from app.core.retrieval.service import SIGNALS, RetrievalQuery, passes, prepare, retrieve
 from app.core.schemas import MAX_QUERY_CHARS
 from app.core.views import ScoreBreakdown, ScoredMemory, scored_memory_view
 from app.db.session import TenantSession
@@ -73,13 +73,14 @@ def _requested_top_k(request: SearchRequest, deps: MemoryDeps) -> int | None:
 
 
 async def _embed_and_configure(
-    db: TenantSession, scope: MemoryAuthScope, query: str, deps: MemoryDeps
+    db: TenantSession, scope: MemoryAuthScope, owner: Owner, query: str, deps: MemoryDeps
 ) -> tuple[Vector, EffectiveConfig]:
     """The query's vector and the tenant's config, overlapped when that is safe.
 
-    Opening the transaction (acquire, BEGIN, claims) and reading the config take a few round
-    trips that need no vector. When the local model is idle, the query starts on it at once
-    and finishes within one forward pass (~5 ms), so those round trips run meanwhile. Otherwise
+    Opening the transaction (acquire, BEGIN, claims), reading the config and what retrieval
+    needs besides the vector (the query's lexemes, the owner's size) take a few round trips
+    that need no vector. When the local model is idle, the query starts on it at once and
+    finishes within one forward pass (~5 ms), so those round trips run meanwhile. Otherwise
     (a remote provider, or a queue in front of the model) the query is embedded first, so a
     slow or failing provider never holds a pooled connection.
     """
@@ -92,6 +93,7 @@ async def _embed_and_configure(
         return await embedding, await deps.config(db)
     try:
         config = await deps.config(db)
+        await prepare(await db.connection(), deps, owner, query)
     except BaseException:
         embedding.cancel()
         raise
@@ -108,7 +110,7 @@ async def search(
     signals = effective_signals(request.signals, deps.settings.search_signals, entity_enabled=True)
 
     started = time.perf_counter()
-    vector, config = await _embed_and_configure(db, scope, query, deps)
+    vector, config = await _embed_and_configure(db, scope, owner, query, deps)
     embedded = time.perf_counter()
     if request.signals is None and not config.search_entity_boost_enabled:
         signals.discard("entity")

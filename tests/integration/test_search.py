@@ -812,3 +812,26 @@ async def test_a_tenant_wide_search_surfaces_memories_found_only_through_an_enti
         scope="tenant",
     )
     assert set(result_ids(filtered)) == set(serengeti)
+
+
+async def test_a_memory_row_keeps_its_embedding_inline_so_a_search_reads_no_toast(
+    client: httpx.AsyncClient, runtime: Runtime, tenant: TenantKeys
+) -> None:
+    # A 384-dimension embedding (1.5 kB) plus its text passes the default toast threshold (~2 kB),
+    # which moved the embedding out of line: every exact-scan search then read it back from the
+    # TOAST table, row by row (sql/mem/009_inline_rows.sql).
+    # Text that does not compress (a repetitive one would be compressed first and make room).
+    rng = np.random.default_rng(9)
+    words = ["".join(chr(97 + c) for c in rng.integers(0, 26, 7)) for _ in range(300)]
+    texts = [f"inline row {i}: " + " ".join(words[i * 60 : (i + 1) * 60]) for i in range(3)]
+    ids = await add_many(client, tenant.service, texts, user_id="inline-owner")
+    conn = await tenant_conn(runtime, tenant)
+    try:
+        rows = await conn.fetch(
+            "SELECT id::text, pg_column_toast_chunk_id(embedding) AS chunk"
+            " FROM mem.memories WHERE user_id = 'inline-owner'"
+        )
+    finally:
+        await conn.close()
+    assert sorted(r["id"] for r in rows) == sorted(ids)
+    assert [r["chunk"] for r in rows] == [None] * len(ids), "every embedding is stored inline"

@@ -1,7 +1,8 @@
 """The search path opens its transaction while an idle local model embeds the query, and only then.
 
 app.search.service._embed_and_configure: with the local model idle the round trips that need no
-vector (acquire, BEGIN, claims, config) run during the forward pass; with a queue in front of the
+vector (acquire, BEGIN, claims, config, then the lexemes and owner size retrieval reads) run during
+the forward pass; with a queue in front of the
 model, or a remote provider, the query is embedded before any connection is held.
 """
 
@@ -14,7 +15,8 @@ from typing import Any, cast
 import numpy as np
 import pytest
 
-from app.auth.scope import MemoryAuthScope
+import app.search.service as search_service
+from app.auth.scope import MemoryAuthScope, Owner
 from app.core.context import MemoryDeps
 from app.db.session import TenantSession
 from app.providers.embeddings import LocalEmbedder, QueryEmbeddingCache
@@ -54,15 +56,39 @@ class _Scope:
     is_service = True
 
 
+class _Db:
+    async def connection(self) -> str:
+        return "connection"
+
+
+@pytest.fixture(autouse=True)
+def prepared(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Stands in for retrieval's prepare(): records when it ran, and on what."""
+    times: list[float] = []
+
+    async def prepare(conn: Any, deps: Any, owner: Owner, text: str) -> None:
+        assert (conn, owner, text) == ("connection", Owner(user_id="u1"), "a query")
+        times.append(time.perf_counter())
+
+    monkeypatch.setattr(search_service, "prepare", prepare)
+    return times
+
+
 async def _run(deps: _Deps) -> tuple[Any, Any, float]:
     started = time.perf_counter()
     vector, config = await _embed_and_configure(
-        cast(TenantSession, None), cast(MemoryAuthScope, _Scope()), "a query", cast(MemoryDeps, deps)
+        cast(TenantSession, _Db()),
+        cast(MemoryAuthScope, _Scope()),
+        Owner(user_id="u1"),
+        "a query",
+        cast(MemoryDeps, deps),
     )
     return vector, config, started
 
 
-async def test_an_idle_local_model_overlaps_the_transaction_with_the_forward_pass() -> None:
+async def test_an_idle_local_model_overlaps_the_transaction_with_the_forward_pass(
+    prepared: list[float],
+) -> None:
     model = _SlowModel()
     try:
         deps = _Deps(model)
@@ -71,6 +97,7 @@ async def test_an_idle_local_model_overlaps_the_transaction_with_the_forward_pas
         assert config == "config" and vector.shape == (384,)
         assert deps.opened_at is not None
         assert deps.opened_at - started < FORWARD_PASS_SECONDS / 2, "opened during the forward pass"
+        assert len(prepared) == 1 and prepared[0] - started < FORWARD_PASS_SECONDS / 2, "prepared meanwhile"
     finally:
         await model.close()
 
@@ -92,7 +119,7 @@ async def test_a_busy_model_embeds_first_so_no_connection_waits_in_its_queue() -
         await model.close()
 
 
-async def test_a_failing_transaction_does_not_leave_the_embedding_running() -> None:
+async def test_a_failing_transaction_does_not_leave_the_embedding_running(prepared: list[float]) -> None:
     model = _SlowModel()
     try:
         deps = _Deps(model, config_error=RuntimeError("database down"))
@@ -100,5 +127,6 @@ async def test_a_failing_transaction_does_not_leave_the_embedding_running() -> N
             await _run(deps)
         await asyncio.sleep(FORWARD_PASS_SECONDS * 2)
         assert model.idle
+        assert not prepared
     finally:
         await model.close()

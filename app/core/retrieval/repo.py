@@ -230,7 +230,8 @@ scored AS MATERIALIZED (
 keyword AS (
     SELECT id FROM scored ORDER BY bm25 DESC LIMIT $6
 ),
-named AS (
+named AS MATERIALIZED (
+    -- MATERIALIZED: each named entity's links are counted once, not once per linked memory.
     SELECT e.id, (SELECT count(*) FROM mem.entity_links c WHERE c.entity_id = e.id) AS links
     FROM mem.entities e
     WHERE $7 > 0 AND {ent_owner} AND lower(e.text) = ANY($4::text[])

@@ -135,6 +135,13 @@ async def use_exact_scan(conn: asyncpg.Connection, deps: MemoryDeps, owner: Owne
     return size <= EXACT_SCAN_MAX_ROWS
 
 
+async def prepare(conn: asyncpg.Connection, deps: MemoryDeps, owner: Owner, text: str) -> None:
+    """Read what `retrieve` needs besides the vector (the query's lexemes, the owner's size) into
+    the caches it looks in, so a caller can do it while the query is being embedded."""
+    await lexemes(conn, deps, text[:MAX_QUERY_CHARS])
+    await use_exact_scan(conn, deps, owner)
+
+
 async def retrieve(
     conn: asyncpg.Connection, deps: MemoryDeps, owner: Owner, query: RetrievalQuery
 ) -> list[Scored]:
