@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from app.core.config import EffectiveConfig
 from app.core.repo import read_config
@@ -13,6 +15,9 @@ from app.errors import ProviderError
 from app.providers.chat import ChatProvider
 from app.providers.embeddings import Embedder, QueryEmbeddingCache
 from app.settings import MemSettings
+
+V = TypeVar("V")
+W = TypeVar("W")
 
 
 @dataclass
@@ -52,6 +57,27 @@ class MemoryDeps:
             row = await read_config(await db.connection())
             self._config = EffectiveConfig.resolve(self.settings, dict(row["settings"]) if row else {})
         return self._config
+
+    async def embed_while(self, embedding: Awaitable[V], work: Callable[[], Awaitable[W]]) -> tuple[V, W]:
+        """`embedding`'s vectors and `work`'s result, the two overlapped when that is safe.
+
+        `work` is database work that needs no vector (opening the transaction, reading the
+        config...). When the local model is idle, the texts start on it at once and are done
+        within one forward pass (~5 ms a sentence), so `work` runs meanwhile. Otherwise (a remote
+        provider, or a queue in front of the model) the texts are embedded first, so a slow or
+        failing provider never holds a pooled connection. If `work` fails, the embedding is
+        cancelled.
+        """
+        overlap = getattr(self.embedder, "idle", False) is True
+        embedded = asyncio.ensure_future(embedding)
+        if not overlap:
+            return await embedded, await work()
+        try:
+            done = await work()
+        except BaseException:
+            embedded.cancel()
+            raise
+        return await embedded, done
 
     def forget_config(self) -> None:
         """After PUT /config, so the rest of the request sees the new values."""

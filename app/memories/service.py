@@ -120,12 +120,15 @@ async def add_memories(
     owner, options = checked.owner, checked.options
     plan = await _plan(db, deps, owner, request, checked.messages)
     texts = plan.new_texts
-    # One batched embedding call for every new text, still before the first write.
-    vectors: list[Any] = []
+    # One batched embedding call for every new text, before the first write; the transaction
+    # opens meanwhile when the local model is idle (MemoryDeps.embed_while).
     if texts:
         deps.check_dimensions()
-        vectors = await deps.embedder.embed(texts, tenant=deps.tenant_ref)
-    writer = await Writer.open(db, scope, deps)
+        vectors, writer = await deps.embed_while(
+            deps.embedder.embed(texts, tenant=deps.tenant_ref), lambda: Writer.open(db, scope, deps)
+        )
+    else:
+        vectors, writer = [], await Writer.open(db, scope, deps)
     plan_writer = PlanWriter(writer, owner, options, dict(zip(texts, vectors, strict=True)))
     applied = await apply_decisions(plan_writer, plan.decisions, plan.candidates)
     await writer.flush()

@@ -6,7 +6,6 @@ The score formula, and which ranked rows `threshold` lets through, are documente
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass, field
 from uuid import UUID
@@ -75,29 +74,20 @@ def _requested_top_k(request: SearchRequest, deps: MemoryDeps) -> int | None:
 async def _embed_and_configure(
     db: TenantSession, scope: MemoryAuthScope, owner: Owner, query: str, deps: MemoryDeps
 ) -> tuple[Vector, EffectiveConfig]:
-    """The query's vector and the tenant's config, overlapped when that is safe.
-
-    Opening the transaction (acquire, BEGIN, claims), reading the config and what retrieval
-    needs besides the vector (the query's lexemes, the owner's size) take a few round trips
-    that need no vector. When the local model is idle, the query starts on it at once and
-    finishes within one forward pass (~5 ms), so those round trips run meanwhile. Otherwise
-    (a remote provider, or a queue in front of the model) the query is embedded first, so a
-    slow or failing provider never holds a pooled connection.
-    """
+    """The query's vector and the tenant's config; with an idle local model, the round trips
+    that need no vector (acquire, BEGIN, claims, the config, then the query's lexemes and the
+    owner's size for retrieval) run during the forward pass (MemoryDeps.embed_while)."""
     deps.check_dimensions()
-    overlap = getattr(deps.embedder, "idle", False) is True
-    embedding = asyncio.ensure_future(
-        deps.query_cache.embed_query(query, partition=_cache_partition(scope, deps), tenant=deps.tenant_ref)
-    )
-    if not overlap:
-        return await embedding, await deps.config(db)
-    try:
+
+    async def configure() -> EffectiveConfig:
         config = await deps.config(db)
         await prepare(await db.connection(), deps, owner, query)
-    except BaseException:
-        embedding.cancel()
-        raise
-    return await embedding, config
+        return config
+
+    embedding = deps.query_cache.embed_query(
+        query, partition=_cache_partition(scope, deps), tenant=deps.tenant_ref
+    )
+    return await deps.embed_while(embedding, configure)
 
 
 async def search(

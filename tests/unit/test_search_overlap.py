@@ -34,6 +34,8 @@ class _SlowModel(LocalEmbedder):
 class _Deps:
     """The parts of MemoryDeps the function uses; records when the transaction was opened."""
 
+    embed_while = MemoryDeps.embed_while
+
     def __init__(self, embedder: LocalEmbedder, *, config_error: Exception | None = None) -> None:
         self.embedder = embedder
         self.query_cache = QueryEmbeddingCache(embedder, size=0, ttl_seconds=60)
