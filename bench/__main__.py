@@ -353,6 +353,8 @@ def main(argv: list[str] | None = None) -> int:
         print("\n" + noisy.summary(results["noisy"]))
     if "queue" in results:
         print(queue_adds.summary(results["queue"]))
+    if "peers" in results:
+        print("\n" + peers.summary(results["peers"]))
     print(f"\nresults: {path} (and {args.out / 'latest.json'}), {results['duration_s']}s in all")
     return code
 
