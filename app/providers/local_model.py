@@ -34,7 +34,7 @@ log = structlog.get_logger(__name__)
 
 MAX_TOKENS = 256  # the model's max_seq_length (sentence_bert_config.json)
 # Bumped when the exported graph changes shape or meaning, so old caches are not reused.
-EXPORT_FORMAT = 2
+EXPORT_FORMAT = 3
 
 
 class Encoder(Protocol):

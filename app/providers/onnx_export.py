@@ -1,7 +1,15 @@
 """`python -m app.providers.onnx_export [--cache-dir DIR]`: export the shipped all-MiniLM-L6-v2
 weights to ONNX (fp32, with mean pooling and L2 normalisation in the graph) and quantise a copy
-to int8 (ONNX Runtime's dynamic quantisation, per channel). `make setup` runs it; the service runs it in a
-subprocess at its first start when the files are missing. Nothing is downloaded.
+to int8 (ONNX Runtime's dynamic quantisation, per channel).
+
+The fp32 graph is exported from the model's eager attention (not torch's fused SDPA, whose
+exported pattern ONNX Runtime does not recognise) and then given ONNX Runtime's BERT fusions
+(Attention, EmbedLayerNormalization, SkipLayerNormalization, BiasGelu): the same vectors (min
+cosine 0.9999993, max difference 2e-7 on LoCoMo questions and turns) for ~9 % less time per
+question on one thread (5.16 -> 4.68 ms p50, interleaved, quiet machine).
+
+`make setup` runs it; the service runs it in a subprocess at its first start when the files are
+missing. Nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -34,7 +42,7 @@ def _pooled_model() -> Any:
             mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
             return torch.nn.functional.normalize(mean, p=2, dim=1)
 
-    return Pooled(AutoModel.from_pretrained(str(model_dir())).eval())
+    return Pooled(AutoModel.from_pretrained(str(model_dir()), attn_implementation="eager").eval())
 
 
 def export(cache_dir: Path) -> Path:
@@ -43,6 +51,7 @@ def export(cache_dir: Path) -> Path:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.transformers import optimizer
 
     target = export_dir(cache_dir)
     target.mkdir(parents=True, exist_ok=True)
@@ -50,20 +59,30 @@ def export(cache_dir: Path) -> Path:
     sample = torch.ones((2, 8), dtype=torch.long)
     # Written under temporary names, then renamed: a concurrent start never reads half a file.
     with tempfile.TemporaryDirectory(dir=target) as tmp:
-        fp32, int8 = Path(tmp) / "model.onnx", Path(tmp) / "model-int8.onnx"
+        plain, fp32, int8 = Path(tmp) / "plain.onnx", Path(tmp) / "model.onnx", Path(tmp) / "model-int8.onnx"
+        model = _pooled_model()
         with torch.no_grad():
             torch.onnx.export(
-                _pooled_model(),
+                model,
                 (sample, sample, torch.zeros_like(sample)),
-                str(fp32),
+                str(plain),
                 input_names=names,
                 output_names=["embedding"],
                 dynamic_axes={**{n: {0: "batch", 1: "tokens"} for n in names}, "embedding": {0: "batch"}},
                 opset_version=17,
                 dynamo=False,
             )
+        config = model.bert.config
+        fused = optimizer.optimize_model(
+            str(plain),
+            model_type="bert",
+            num_heads=config.num_attention_heads,
+            hidden_size=config.hidden_size,
+        )
+        fused.save_model_to_file(str(fp32))
         # Per-channel scales: cosine to fp32 >= 0.988 on LoCoMo questions (per-tensor: 0.94).
-        quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8, per_channel=True)
+        # From the unfused graph: the quantiser would turn the fused Attention into QAttention.
+        quantize_dynamic(str(plain), str(int8), weight_type=QuantType.QInt8, per_channel=True)
         os.replace(fp32, target / "model.onnx")
         os.replace(int8, target / "model-int8.onnx")
     return target
