@@ -50,9 +50,9 @@ def _mem0(dsn: str, collection: str, history: Path, *, hnsw: bool = True) -> Any
     import torch
     from mem0 import Memory
 
-    # One thread, as the service runs its model (nubase.mem.embedding.threads = 1): the same
+    # As many threads as the service gives its model (nubase.mem.embedding.threads): the same
     # footing, and no oversubscription of the cores the service and PostgreSQL share.
-    torch.set_num_threads(1)
+    torch.set_num_threads(embedding_threads())
 
     config = {
         "vector_store": {
@@ -425,7 +425,7 @@ async def run(
         stock = _mem0(dsn, "mem0_locomo", work_dir / "history-stock.db")
         plugged = _mem0(dsn, "mem0_locomo_our_embedder", work_dir / "history-ours.db")
         plugged.embedding_model = OurEmbedder(
-            load_encoder(embedding_runtime(), threads=1, batch_size=64, cache_dir=None)
+            load_encoder(embedding_runtime(), threads=embedding_threads(), batch_size=64, cache_dir=None)
         )
         mems = {"mem0": stock, "mem0+our-embedder": plugged}
         result["locomo"] = await run_locomo(service, mems, locomo_path, max_samples)
@@ -445,6 +445,13 @@ def embedding_runtime() -> str:
     from app.settings import load_settings
 
     return load_settings(service_environ()).mem.embedding_runtime
+
+
+def embedding_threads() -> int:
+    """The threads of one forward pass in the managed service, capped at the cores as it caps them."""
+    from app.settings import load_settings
+
+    return max(1, min(load_settings(service_environ()).mem.embedding_threads, os.cpu_count() or 1))
 
 
 def _mem0_version() -> str:
