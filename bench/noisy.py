@@ -157,8 +157,9 @@ async def run(
 ) -> dict[str, Any]:
     service = await start_managed(data_dir, log_path)
     try:
-        a = await service.create_tenant("noisy-a")
-        b = await service.create_tenant("quiet-b")
+        # The platform's default limits, as the module docstring says: they are what refuses A.
+        a = await service.create_tenant("noisy-a", default_limits=True)
+        b = await service.create_tenant("quiet-b", default_limits=True)
         t = time.monotonic()
         await asyncio.gather(_seed(service, a, seed_memories), _seed(service, b, seed_memories))
         log(f"noisy: seeded {seed_memories} memories in each tenant in {time.monotonic() - t:.1f}s")
