@@ -35,7 +35,7 @@ import asyncpg
 import httpx
 
 from app.db.dsn import with_database
-from app.providers.local_model import Encoder, load_encoder, model_dir
+from app.providers.local_model import Encoder, effective_threads, load_encoder, model_dir
 from bench import latency, locomo
 from bench.client import parse_server_timing
 from bench.progress import Progress, log, percentiles
@@ -451,7 +451,7 @@ def embedding_threads() -> int:
     """The threads of one forward pass in the managed service, capped at the cores as it caps them."""
     from app.settings import load_settings
 
-    return max(1, min(load_settings(service_environ()).mem.embedding_threads, os.cpu_count() or 1))
+    return effective_threads(load_settings(service_environ()).mem.embedding_threads)
 
 
 def _mem0_version() -> str:

@@ -146,9 +146,13 @@ class TorchEncoder:
         )
 
 
+def effective_threads(threads: int) -> int:
+    """The threads a forward pass gets for a `threads` setting: more than the cores only adds switching."""
+    return max(1, min(threads, os.cpu_count() or 1))
+
+
 def load_encoder(runtime: str, *, threads: int, batch_size: int, cache_dir: Path | None) -> Encoder:
-    # More threads than cores only adds switching.
-    threads = max(1, min(threads, os.cpu_count() or 1))
+    threads = effective_threads(threads)
     if runtime in ("onnx", "onnx-int8"):
         path = ensure_exported(cache_dir or default_cache_dir(), runtime)
         return OnnxEncoder(path, threads=threads)

@@ -5,8 +5,8 @@ to int8 (ONNX Runtime's dynamic quantisation, per channel).
 The fp32 graph is exported from the model's eager attention (not torch's fused SDPA, whose
 exported pattern ONNX Runtime does not recognise) and then given ONNX Runtime's BERT fusions
 (Attention, EmbedLayerNormalization, SkipLayerNormalization, BiasGelu): the same vectors (min
-cosine 0.9999993, max difference 2e-7 on LoCoMo questions and turns) for ~9 % less time per
-question on one thread (5.16 -> 4.68 ms p50, interleaved, quiet machine).
+cosine 0.9999993, max difference 2e-7 on LoCoMo questions and turns) for ~8 % less time per
+question on one thread (p50 5.18 -> 4.75 ms, interleaved, quiet machine).
 
 `make setup` runs it; the service runs it in a subprocess at its first start when the files are
 missing. Nothing is downloaded.
