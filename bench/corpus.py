@@ -4,6 +4,7 @@ vocabulary, and their embeddings with the app's local model, cached on disk in b
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import os
 import random
@@ -293,8 +294,9 @@ def assign_users(seed: int, n: int, users: int) -> list[str]:
 
 class CorpusEmbedder:
     """The service's own local embedder, built from the settings the managed service starts with,
-    one per core: each runs torch on one thread as in the service, and the precompute (before the
-    service starts, alone on the machine) shards every step over them."""
+    one per core, each on one thread (the same vectors as the service's, whatever its thread
+    setting), and the precompute (before the service starts, alone on the machine) shards every
+    step over them."""
 
     MAX_MODELS = 4  # a model is ~90 MB; beyond a few cores the precompute is short anyway
 
@@ -309,6 +311,8 @@ class CorpusEmbedder:
         mem = load_settings(service_environ()).mem
         if mem.embedding_provider != "local":
             raise RuntimeError(f"the corpus needs the local embedder, not {mem.embedding_provider!r}")
+        # One model per core already uses every core: more threads per model would oversubscribe.
+        mem = dataclasses.replace(mem, embedding_threads=1)
         embedders = []
         for _ in range(min(os.cpu_count() or 1, cls.MAX_MODELS)):
             embedder = build_embedder(mem)
