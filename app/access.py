@@ -18,8 +18,6 @@ from app.auth.tokens import (
     USER_ROLE,
     UserClaims,
     token_algorithm,
-    unverified_ref,
-    verify_api_key,
     verify_user_token,
 )
 from app.core.context import MemoryDeps
@@ -93,11 +91,11 @@ async def _key_tenant(runtime: Runtime, api_key: str | None) -> tuple[Tenant, st
             "The apikey header is missing: send your tenant's anon or service_role key.",
             code="missing_api_key",
         )
-    ref = unverified_ref(api_key)
+    ref = runtime.verified_keys.ref(api_key)
     tenant = await runtime.platform.find_tenant(ref) if ref else None
     if tenant is None or tenant.status != "active":
         raise Unauthorized("The API key is not valid.", code="invalid_api_key")
-    return tenant, verify_api_key(api_key, tenant.keys, tenant.ref)
+    return tenant, runtime.verified_keys.role(api_key, tenant.keys, tenant.ref)
 
 
 def _service_scope(ref: str) -> MemoryAuthScope:

@@ -6,6 +6,7 @@ import functools
 from dataclasses import dataclass, field
 
 from app.auth.jwks import JwksKeys
+from app.auth.tokens import VerifiedKeys
 from app.core.context import MemoryDeps
 from app.core.jobs.wakeups import JobWakeups
 from app.core.limits import TenantLimiter
@@ -30,6 +31,7 @@ class Runtime:
     chat: ChatProvider | None = None
     retrieval_caches: RetrievalCaches = field(default_factory=RetrievalCaches)
     job_wakeups: JobWakeups = field(default_factory=JobWakeups)
+    verified_keys: VerifiedKeys = field(default_factory=VerifiedKeys)
     limits: TenantLimiter = field(init=False)
 
     def __post_init__(self) -> None:

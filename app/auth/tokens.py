@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -140,24 +141,30 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _decode_hs256(token: str, ring: KeyRing, options: Any, **claims: Any) -> dict[str, Any]:
-    """Decode with the first live secret of the ring whose signature matches; raise PyJWT's errors."""
+def _decode_hs256_by(token: str, ring: KeyRing, options: Any) -> tuple[dict[str, Any], SigningKey]:
+    """Decode with the first live secret of the ring whose signature matches, and name that
+    secret; raise PyJWT's errors."""
     kid = jwt.get_unverified_header(token).get("kid")
     for key in ring.candidates(kid):
         try:
             payload: dict[str, Any] = jwt.decode(
-                token, key.secret, algorithms=["HS256"], options=options, leeway=LEEWAY_SECONDS, **claims
+                token, key.secret, algorithms=["HS256"], options=options, leeway=LEEWAY_SECONDS
             )
         except jwt.InvalidSignatureError:
             continue
-        return payload
+        return payload, key
     raise jwt.InvalidSignatureError("no live signing key matches")
 
 
-def verify_api_key(api_key: str, ring: KeyRing, ref: str) -> str:
-    """Return the key's role after checking signature (by kid), expiry, tenant and role."""
+def _decode_hs256(token: str, ring: KeyRing, options: Any) -> dict[str, Any]:
+    return _decode_hs256_by(token, ring, options)[0]
+
+
+def _verified_api_key(api_key: str, ring: KeyRing, ref: str) -> tuple[str, float]:
+    """The key's role, and until when that answer holds (its expiry with the leeway, or the end
+    of its signing secret's grace period, whichever is first)."""
     try:
-        payload = _decode_hs256(api_key, ring, {"require": ["ref", "role", "exp"]})
+        payload, key = _decode_hs256_by(api_key, ring, {"require": ["ref", "role", "exp"]})
     except jwt.ExpiredSignatureError as exc:
         raise Unauthorized("The API key has expired.", code="api_key_expired") from exc
     except jwt.PyJWTError as exc:
@@ -166,7 +173,67 @@ def verify_api_key(api_key: str, ring: KeyRing, ref: str) -> str:
         raise Unauthorized("The API key's exp is not a number.", code="invalid_api_key")
     if payload.get("ref") != ref or payload.get("role") not in API_KEY_ROLES:
         raise Unauthorized("The API key is not valid.", code="invalid_api_key")
-    return str(payload["role"])
+    until = float(payload["exp"]) + LEEWAY_SECONDS
+    if key.valid_until is not None:
+        until = min(until, key.valid_until)
+    return str(payload["role"]), until
+
+
+def verify_api_key(api_key: str, ring: KeyRing, ref: str) -> str:
+    """Return the key's role after checking signature (by kid), expiry, tenant and role."""
+    return _verified_api_key(api_key, ring, ref)[0]
+
+
+@dataclass(frozen=True)
+class _Verified:
+    ref: str
+    role: str
+    ring: KeyRing
+    until: float
+
+
+class VerifiedKeys:
+    """Tenant API keys verified recently, so that a key sent again costs a lookup instead of two
+    JWT decodes (its unverified `ref`, to find the tenant, then the signature against the ring).
+
+    An answer holds only for the key ring it was checked with (a rotation or a new policy is a
+    new ring), and only until the key expires, its signing secret's grace period ends, or
+    `ttl` seconds pass, whichever comes first. Refusals are never remembered. Bounded: the
+    least recently used keys are forgotten first.
+    """
+
+    def __init__(self, *, size: int = 4096, ttl: float = 60.0) -> None:
+        self._size = size
+        self._ttl = ttl
+        self._entries: OrderedDict[str, _Verified] = OrderedDict()
+
+    def _live(self, api_key: str, now: float) -> _Verified | None:
+        entry = self._entries.get(api_key)
+        if entry is None:
+            return None
+        if entry.until <= now:
+            del self._entries[api_key]
+            return None
+        self._entries.move_to_end(api_key)
+        return entry
+
+    def ref(self, api_key: str) -> str | None:
+        """The tenant a key names: as verified, or else read unverified (only to find the tenant)."""
+        entry = self._live(api_key, time.time())
+        return entry.ref if entry is not None else unverified_ref(api_key)
+
+    def role(self, api_key: str, ring: KeyRing, ref: str) -> str:
+        """verify_api_key, remembered."""
+        now = time.time()
+        entry = self._live(api_key, now)
+        if entry is not None and entry.ref == ref and (entry.ring is ring or entry.ring == ring):
+            return entry.role
+        role, until = _verified_api_key(api_key, ring, ref)
+        self._entries[api_key] = _Verified(ref, role, ring, min(until, now + self._ttl))
+        self._entries.move_to_end(api_key)
+        while len(self._entries) > self._size:
+            self._entries.popitem(last=False)
+        return role
 
 
 def _user_key(token: str, jwks: jwt.PyJWKSet | None) -> tuple[str, Any]:
