@@ -122,6 +122,12 @@ class TenantPools:
                 server_settings={
                     "application_name": f"memory:{ref}",
                     "statement_timeout": str(self._statement_timeout_ms),
+                    # Plan each prepared statement once per connection. Under "auto", PostgreSQL
+                    # kept re-planning the add's writes (the row-security policies make their
+                    # custom plans look cheaper): binding the entity-link insert took 0.5 ms, the
+                    # dedupe read 0.3 ms; generic, 0.01-0.05 ms. The policies read the claims when
+                    # a statement runs, so a generic plan holds no one's rows.
+                    "plan_cache_mode": "force_generic_plan",
                 },
             )
             self._pools[ref] = (pool, time.monotonic())

@@ -256,6 +256,28 @@ async def test_a_released_pool_connection_keeps_no_claims_nor_transaction(seeded
         await pool.close()
 
 
+async def test_tenant_pools_reuse_generic_plans_and_the_claims_still_decide_the_rows(seeded):
+    """The tenant pools plan a prepared statement once (plan_cache_mode = force_generic_plan,
+    app/db/pools.py). A generic plan must not carry one transaction's claims into the next: the
+    policies read them when the statement runs."""
+    pool = await seeded.runtime.pools.get(seeded.keys.ref)
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SHOW plan_cache_mode") == "force_generic_plan"
+        statement = await conn.prepare(
+            "SELECT DISTINCT user_id FROM mem.memories WHERE user_id = ANY($1::text[])"
+        )
+        seen = {}
+        for _ in range(3):  # past the five custom plans PostgreSQL would try first
+            for who in ("alice", "bob", "alice"):
+                async with conn.transaction():
+                    await set_claims(conn, RowClaims(USER_ROLE, who))
+                    seen[who] = {r["user_id"] for r in await statement.fetch(["alice", "bob"])}
+                    assert seen[who] == {who}
+        async with conn.transaction():
+            await set_claims(conn, SERVICE)
+            assert {r["user_id"] for r in await statement.fetch(["alice", "bob"])} == {"alice", "bob"}
+
+
 def test_row_claims_refuse_an_unknown_role_or_a_user_without_an_id():
     with pytest.raises(ValueError, match="row-security role"):
         RowClaims("anon")
