@@ -120,19 +120,26 @@ async def add_memories(
     owner, options = checked.owner, checked.options
     plan = await _plan(db, deps, owner, request, checked.messages)
     texts = plan.new_texts
-    # One batched embedding call for every new text, before the first write; the transaction
-    # opens meanwhile when the local model is idle (MemoryDeps.embed_while).
+
+    async def open_and_record() -> Writer:
+        # The turn's session messages need no vector: written first, in the same transaction.
+        writer = await Writer.open(db, scope, deps)
+        await record_turn(writer.conn, writer.config, owner, plan.turn)
+        return writer
+
+    # One batched embedding call for every new text, before the first memory is written; the
+    # transaction opens and the turn is recorded meanwhile when the local model is idle
+    # (MemoryDeps.embed_while).
     if texts:
         deps.check_dimensions()
         vectors, writer = await deps.embed_while(
-            deps.embedder.embed(texts, tenant=deps.tenant_ref), lambda: Writer.open(db, scope, deps)
+            deps.embedder.embed(texts, tenant=deps.tenant_ref), open_and_record
         )
     else:
-        vectors, writer = [], await Writer.open(db, scope, deps)
+        vectors, writer = [], await open_and_record()
     plan_writer = PlanWriter(writer, owner, options, dict(zip(texts, vectors, strict=True)))
     applied = await apply_decisions(plan_writer, plan.decisions, plan.candidates)
     await writer.flush()
-    await record_turn(writer.conn, writer.config, owner, plan.turn)
     log.info(
         "memories_added",
         llm_calls=plan.llm_calls,
