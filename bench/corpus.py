@@ -304,6 +304,9 @@ class CorpusEmbedder:
         self._embedders = embedders
         # The runtime is part of the name (and of the cache files): int8 vectors differ from fp32.
         self.model = f"{embedders[0].model}-{embedders[0].runtime}"
+        # Search queries are embedded as the service embeds them (its query runtime), so exact
+        # search ranks with the very vector the service searched with.
+        self.query_model = f"{embedders[0].model}-{embedders[0].query_runtime}"
         self.dimensions = embedders[0].dimensions
 
     @classmethod
@@ -321,14 +324,16 @@ class CorpusEmbedder:
         await asyncio.gather(*(e.warm_up() for e in embedders))
         return cls(embedders)
 
-    async def encode(self, texts: list[str], *, phase: str | None = None) -> Matrix:
+    async def encode(self, texts: list[str], *, phase: str | None = None, query: bool = False) -> Matrix:
         out = np.empty((len(texts), self.dimensions), dtype=np.float32)
         k = len(self._embedders)
         step = 512
         started = last = time.monotonic()
         for i in range(0, len(texts), step):
             batch = texts[i : i + step]
-            shards = await asyncio.gather(*(e.embed(batch[j::k]) for j, e in enumerate(self._embedders)))
+            shards = await asyncio.gather(
+                *(e.embed(batch[j::k], query=query) for j, e in enumerate(self._embedders))
+            )
             for j, vectors in enumerate(shards):
                 if vectors:
                     out[i + j : i + len(batch) : k] = np.stack(vectors)
@@ -365,11 +370,11 @@ async def embeddings(seed: int, n: int, embedder: CorpusEmbedder) -> tuple[list[
 
 async def query_embeddings(seed: int, queries: list[str], embedder: CorpusEmbedder) -> Matrix:
     key = hashlib.sha1("\n".join(queries).encode()).hexdigest()[:12]
-    path = CACHE_DIR / f"queries-{embedder.model}-s{seed}-{key}.npy"
+    path = CACHE_DIR / f"queries-{embedder.query_model}-s{seed}-{key}.npy"
     if path.exists():
         loaded: Matrix = np.load(path)
         return loaded
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    vectors = await embedder.encode(queries)
+    vectors = await embedder.encode(queries, query=True)
     np.save(path, vectors)
     return vectors

@@ -73,13 +73,16 @@ def _mem0(dsn: str, collection: str, history: Path, *, hnsw: bool = True) -> Any
 
 
 class OurEmbedder:
-    """This service's local runtime as a mem0 embedder (mem0 calls `embed(text, action)`)."""
+    """This service's local runtimes as a mem0 embedder (mem0 calls `embed(text, action)`): its
+    searches (action "search") on the service's query runtime, the rest on its runtime."""
 
-    def __init__(self, encoder: Encoder) -> None:
+    def __init__(self, encoder: Encoder, query_encoder: Encoder) -> None:
         self._encoder = encoder
+        self._query_encoder = query_encoder
 
     def embed(self, text: str, memory_action: str | None = None) -> list[float]:
-        return [float(x) for x in self._encoder.encode([text])[0]]
+        encoder = self._query_encoder if memory_action == "search" else self._encoder
+        return [float(x) for x in encoder.encode([text])[0]]
 
     def embed_batch(self, texts: list[str], memory_action: str = "add") -> list[list[float]]:
         return [[float(x) for x in v] for v in self._encoder.encode(texts)]
@@ -424,9 +427,12 @@ async def run(
     try:
         stock = _mem0(dsn, "mem0_locomo", work_dir / "history-stock.db")
         plugged = _mem0(dsn, "mem0_locomo_our_embedder", work_dir / "history-ours.db")
-        plugged.embedding_model = OurEmbedder(
-            load_encoder(embedding_runtime(), threads=embedding_threads(), batch_size=64, cache_dir=None)
-        )
+        runtime, query_runtime = embedding_runtimes()
+        encoders = {
+            r: load_encoder(r, threads=embedding_threads(), batch_size=64, cache_dir=None)
+            for r in {runtime, query_runtime}
+        }
+        plugged.embedding_model = OurEmbedder(encoders[runtime], encoders[query_runtime])
         mems = {"mem0": stock, "mem0+our-embedder": plugged}
         result["locomo"] = await run_locomo(service, mems, locomo_path, max_samples)
         if corpus_case is not None:
@@ -440,11 +446,13 @@ async def run(
     return result
 
 
-def embedding_runtime() -> str:
-    """The runtime the managed service runs (its settings come from the same environment)."""
-    from app.settings import load_settings
+def embedding_runtimes() -> tuple[str, str]:
+    """The runtimes the managed service runs, for memories and for search queries (its settings
+    come from the same environment)."""
+    from app.settings import load_settings, query_runtime
 
-    return load_settings(service_environ()).mem.embedding_runtime
+    mem = load_settings(service_environ()).mem
+    return mem.embedding_runtime, query_runtime(mem)
 
 
 def embedding_threads() -> int:

@@ -26,7 +26,7 @@ from app.providers.metrics import (
     PROVIDER_ERRORS,
     PROVIDER_LATENCY,
 )
-from app.settings import MemSettings
+from app.settings import MemSettings, query_runtime
 
 log = structlog.get_logger(__name__)
 
@@ -38,7 +38,12 @@ class Embedder(Protocol):
     model: str
     dimensions: int
 
-    async def embed(self, texts: Sequence[str], tenant: str | None = None) -> list[Vector]: ...
+    async def embed(
+        self, texts: Sequence[str], tenant: str | None = None, *, query: bool = False
+    ) -> list[Vector]:
+        """`query`: the texts are search queries (the local model may embed them with a faster
+        runtime of the same model; remote providers embed both alike)."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -89,6 +94,7 @@ class LocalEmbedder:
         batch_size: int = 64,
         tenant_queue: int = 256,
         runtime: str = "onnx",
+        query_runtime: str | None = None,
         threads: int = 1,
         workers: int = 1,
         batch_window_ms: float = 0.0,
@@ -97,6 +103,7 @@ class LocalEmbedder:
         self.model = model
         self.dimensions = 384
         self.runtime = runtime
+        self.query_runtime = query_runtime or runtime
         self._batch_size = batch_size
         self._threads = threads
         self._window = batch_window_ms / 1000
@@ -107,9 +114,10 @@ class LocalEmbedder:
         self._last_seen: dict[str, float] = {}  # tenant -> when it last queued texts
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="embedder")
         self._slots = asyncio.Semaphore(workers)
-        self._encoder: Encoder | None = None
+        self._encoders: dict[str, Encoder] = {}
         self._load_lock = threading.Lock()
-        self._queue: FairQueue[tuple[str, asyncio.Future[Vector]]] = FairQueue(tenant_queue)
+        # (text, its caller's future, whether it is a search query)
+        self._queue: FairQueue[tuple[str, asyncio.Future[Vector], bool]] = FairQueue(tenant_queue)
         self._wakeup = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[None]] = set()
@@ -120,26 +128,54 @@ class LocalEmbedder:
         """Nothing queued and no forward pass running: a text queued now starts at once."""
         return not len(self._queue) and not self._running
 
-    def _load(self) -> Encoder:
+    def _load(self, runtime: str | None = None) -> Encoder:
+        runtime = runtime or self.runtime
         with self._load_lock:
-            if self._encoder is None:
-                self._encoder = load_encoder(
-                    self.runtime,
+            encoder = self._encoders.get(runtime)
+            if encoder is None:
+                encoder = self._encoders[runtime] = load_encoder(
+                    runtime,
                     threads=self._threads,
                     batch_size=self._batch_size,
                     cache_dir=self._cache_dir,
                 )
-                log.info("local_embedder_loaded", model=self.model, runtime=self.runtime)
-            return self._encoder
+                log.info("local_embedder_loaded", model=self.model, runtime=runtime)
+            return encoder
+
+    def _load_all(self) -> None:
+        self._load()
+        self._load(self.query_runtime)
 
     async def warm_up(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._load)
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._load_all)
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         return self._load().encode(texts)
 
-    async def embed(self, texts: Sequence[str], tenant: str | None = None) -> list[Vector]:
-        """Queue the texts under the tenant; the worker serves tenants round robin.
+    def _encode_queries(self, texts: list[str]) -> np.ndarray:
+        """Each query in a forward pass of its own on a separate query runtime: int8 quantises a
+        pass's activations over the whole batch, so a query batched with other requests' texts
+        would get a (slightly) different vector than alone, and its results would depend on load."""
+        if self.query_runtime == self.runtime:
+            return self._encode(texts)
+        encoder = self._load(self.query_runtime)
+        return np.concatenate([encoder.encode([text]) for text in texts])
+
+    def _encode_mixed(self, texts: list[str], queries: list[bool]) -> list[np.ndarray]:
+        """The batch's vectors in its order: its queries and its other texts in a pass each."""
+        out: list[np.ndarray] = [np.empty(0, dtype=np.float32)] * len(texts)
+        for is_query, encode in ((False, self._encode), (True, self._encode_queries)):
+            at = [i for i, q in enumerate(queries) if q is is_query]
+            if at:
+                for i, vector in zip(at, encode([texts[i] for i in at]), strict=True):
+                    out[i] = vector
+        return out
+
+    async def embed(
+        self, texts: Sequence[str], tenant: str | None = None, *, query: bool = False
+    ) -> list[Vector]:
+        """Queue the texts under the tenant; the worker serves tenants round robin. Search
+        queries (`query`) are embedded with `query_runtime`.
 
         A tenant whose own backlog is full gets EmbeddingBusy (503) at once instead of waiting.
         """
@@ -150,7 +186,9 @@ class LocalEmbedder:
         loop = asyncio.get_running_loop()
         futures: list[asyncio.Future[Vector]] = [loop.create_future() for _ in texts]
         try:
-            self._queue.put(tenant or "", list(zip(texts, futures, strict=True)))
+            self._queue.put(
+                tenant or "", [(text, future, query) for text, future in zip(texts, futures, strict=True)]
+            )
         except QueueFull as exc:
             EMBED_QUEUE_REFUSED.inc()
             raise EmbeddingBusy(
@@ -200,22 +238,27 @@ class LocalEmbedder:
         return self._shared_batch_size if shared else self._batch_size
 
     async def _encode_batch(
-        self, loop: asyncio.AbstractEventLoop, batch: list[tuple[str, asyncio.Future[Vector]]]
+        self, loop: asyncio.AbstractEventLoop, batch: list[tuple[str, asyncio.Future[Vector], bool]]
     ) -> None:
-        texts = [t for t, _ in batch]
+        texts = [t for t, _, _ in batch]
+        queries = [q for _, _, q in batch]
         started = time.perf_counter()
         try:
-            vectors = await loop.run_in_executor(self._executor, self._encode, texts)
+            vectors: np.ndarray | list[np.ndarray]
+            if any(queries):
+                vectors = await loop.run_in_executor(self._executor, self._encode_mixed, texts, queries)
+            else:
+                vectors = await loop.run_in_executor(self._executor, self._encode, texts)
         except Exception as exc:  # a model failure must reach every waiting caller
             self._slots.release()
             PROVIDER_ERRORS.labels("local", "embed", type(exc).__name__).inc()
-            for _, fut in batch:
+            for _, fut, _ in batch:
                 if not fut.done():
                     fut.set_exception(ProviderError("The local embedding model failed."))
             return
         self._slots.release()
         PROVIDER_LATENCY.labels("local", "embed").observe(time.perf_counter() - started)
-        for (_, fut), vec in zip(batch, vectors, strict=True):
+        for (_, fut, _), vec in zip(batch, vectors, strict=True):
             if not fut.done():
                 fut.set_result(vec)
 
@@ -251,7 +294,10 @@ class OpenAIEmbedder:
         # Only OpenAI's v3 models take a `dimensions` argument; other servers may reject it.
         self._send_dimensions = name == "openai" and model.startswith("text-embedding-3")
 
-    async def embed(self, texts: Sequence[str], tenant: str | None = None) -> list[Vector]:
+    async def embed(
+        self, texts: Sequence[str], tenant: str | None = None, *, query: bool = False
+    ) -> list[Vector]:
+        del query  # the same model for queries and memories
         if not texts:
             return []
         extra: dict[str, Any] = {"dimensions": self.dimensions} if self._send_dimensions else {}
@@ -302,7 +348,7 @@ class QueryEmbeddingCache:
             return entry[0]
         self.misses += 1
         EMBED_CACHE.labels("miss").inc()
-        (vector,) = await self.embedder.embed([text], tenant=tenant)
+        (vector,) = await self.embedder.embed([text], tenant=tenant, query=True)
         if self._size > 0:
             self._entries[key] = (vector, now)
             self._entries.move_to_end(key)
@@ -322,6 +368,7 @@ def build_embedder(mem: MemSettings, *, tenant_queue: int = 256) -> Embedder:
             batch_size=mem.embedding_batch_size,
             tenant_queue=tenant_queue,
             runtime=mem.embedding_runtime,
+            query_runtime=query_runtime(mem),
             threads=mem.embedding_threads,
             workers=mem.embedding_workers,
             batch_window_ms=mem.embedding_batch_window_ms,

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.providers.embeddings import LocalEmbedder, build_embedder
+from app.providers.embeddings import LocalEmbedder, QueryEmbeddingCache, Vector, build_embedder
 from app.providers.local_model import OnnxEncoder, ensure_exported, load_encoder, onnx_file
-from app.settings import MemSettings, SettingsError, load_settings
+from app.settings import MemSettings, SettingsError, load_settings, query_runtime
 
 SENTENCES = [
     "I love eating sushi at a little place in Lisbon.",
@@ -78,6 +78,67 @@ def test_runtime_settings_are_read_and_checked() -> None:
     ):
         with pytest.raises(SettingsError):
             load_settings(env)
+
+
+def test_search_queries_have_their_own_runtime_setting() -> None:
+    assert query_runtime(load_settings({}).mem) == "onnx-int8", "auto: int8 queries over fp32 memories"
+    assert query_runtime(load_settings({"NUBASE_MEM_EMBEDDING_RUNTIME": "torch"}).mem) == "torch"
+    assert query_runtime(load_settings({"NUBASE_MEM_EMBEDDING_RUNTIME": "onnx-int8"}).mem) == "onnx-int8"
+    same = load_settings({"NUBASE_MEM_EMBEDDING_QUERY_RUNTIME": "onnx"}).mem
+    assert (same.embedding_runtime, query_runtime(same)) == ("onnx", "onnx")
+    with pytest.raises(SettingsError, match="query-runtime"):
+        load_settings({"NUBASE_MEM_EMBEDDING_QUERY_RUNTIME": "fp16"})
+    embedder = build_embedder(MemSettings())
+    assert isinstance(embedder, LocalEmbedder)
+    assert (embedder.runtime, embedder.query_runtime) == ("onnx", "onnx-int8")
+
+
+async def test_search_queries_run_on_the_query_runtime_and_everything_else_on_the_runtime() -> None:
+    fp32 = load_encoder("onnx", threads=1, batch_size=64, cache_dir=None).encode(SENTENCES)
+    int8_model = load_encoder("onnx-int8", threads=1, batch_size=64, cache_dir=None)
+    int8 = np.concatenate([int8_model.encode([s]) for s in SENTENCES])
+    assert not np.allclose(fp32, int8, atol=1e-3), "the two runtimes give different vectors"
+    # int8 quantises a pass's activations over its batch: batched, a text's vector moves.
+    assert not np.allclose(int8_model.encode(SENTENCES), int8, atol=1e-5)
+    embedder = LocalEmbedder(runtime="onnx", query_runtime="onnx-int8")
+    try:
+        await embedder.warm_up()
+        # Memories and queries queued together share one batch; each text gets its own kind's
+        # vector, and a query the vector it has alone, whatever else was queued with it.
+        memories, queries = await asyncio.gather(
+            embedder.embed(SENTENCES, tenant="t"), embedder.embed(SENTENCES, tenant="t", query=True)
+        )
+        assert np.allclose(np.stack(memories), fp32, atol=1e-5)
+        assert np.allclose(np.stack(queries), int8, atol=1e-5)
+        # The same model: a query's vector stays close to the memory vector of the same text.
+        assert np.sum(np.stack(queries) * np.stack(memories), axis=1).min() > 0.95
+        mixed = await asyncio.gather(
+            *(embedder.embed([s], tenant="t", query=i % 2 == 0) for i, s in enumerate(SENTENCES))
+        )
+        for i, (vector,) in enumerate(mixed):
+            assert np.allclose(vector, (int8 if i % 2 == 0 else fp32)[i], atol=1e-5)
+    finally:
+        await embedder.close()
+
+
+async def test_the_query_cache_asks_for_query_vectors() -> None:
+    class Recording:
+        name, model, dimensions = "rec", "m", 384
+        calls: list[tuple[list[str], bool]] = []
+
+        async def embed(
+            self, texts: list[str], tenant: str | None = None, *, query: bool = False
+        ) -> list[Vector]:
+            self.calls.append((list(texts), query))
+            return [np.zeros(384, dtype=np.float32) for _ in texts]
+
+        async def close(self) -> None:
+            return None
+
+    recording = Recording()
+    cache = QueryEmbeddingCache(recording, size=10, ttl_seconds=60)
+    await cache.embed_query("where do I live?", partition="t")
+    assert recording.calls == [(["where do I live?"], True)]
 
 
 async def test_the_model_never_blocks_the_event_loop() -> None:
