@@ -43,10 +43,10 @@ class MemSettings:
     # The local model: how it runs (app/providers/local_model.py), on how many threads per
     # forward pass, how many forward passes at once, and how long a lone text waits for company.
     embedding_runtime: str = "onnx"
-    # The runtime of search queries alone ("auto": onnx-int8 when embedding_runtime is onnx, else
-    # the same). Stored memories keep the fp32 vectors; an int8 query vector is within cosine
-    # 0.99 of the fp32 one, LoCoMo recall is unchanged, and a question embeds 1.6 ms faster.
-    embedding_query_runtime: str = "auto"
+    # The runtime of search queries alone ("same": embedding_runtime). onnx-int8 over fp32
+    # memories embeds a question in 2.45 instead of 4.06 ms, but LoCoMo fused recall@10 fell by
+    # 0.44-0.57 points in three runs (the issue allows 0.5), so it is an option, not the default.
+    embedding_query_runtime: str = "same"
     # 2: on this project's 2-core reference machine, LoCoMo search p50/p95 12.98/17.34 ms against
     # 14.46/18.76 with 1, and 86 against 65 adds/s at concurrency 16 (load_encoder caps it at the
     # machine's cores).
@@ -456,9 +456,9 @@ LOCAL_RUNTIMES = ("onnx-int8", "onnx", "torch", "torch-int8")
 
 def query_runtime(mem: MemSettings) -> str:
     """The local runtime search queries are embedded with (nubase.mem.embedding.query-runtime)."""
-    if mem.embedding_query_runtime != "auto":
-        return mem.embedding_query_runtime
-    return "onnx-int8" if mem.embedding_runtime == "onnx" else mem.embedding_runtime
+    if mem.embedding_query_runtime == "same":
+        return mem.embedding_runtime
+    return mem.embedding_query_runtime
 
 
 def _validate_local_embedder(mem: MemSettings) -> None:
@@ -466,9 +466,9 @@ def _validate_local_embedder(mem: MemSettings) -> None:
         raise SettingsError(
             f"nubase.mem.embedding.runtime must be one of {LOCAL_RUNTIMES}, not {mem.embedding_runtime!r}"
         )
-    if mem.embedding_query_runtime not in ("auto", *LOCAL_RUNTIMES):
+    if mem.embedding_query_runtime not in ("same", *LOCAL_RUNTIMES):
         raise SettingsError(
-            f"nubase.mem.embedding.query-runtime must be auto or one of {LOCAL_RUNTIMES}, "
+            f"nubase.mem.embedding.query-runtime must be same or one of {LOCAL_RUNTIMES}, "
             f"not {mem.embedding_query_runtime!r}"
         )
     if not 1 <= mem.embedding_threads <= 64 or not 1 <= mem.embedding_workers <= 16:

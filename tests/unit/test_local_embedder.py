@@ -81,14 +81,13 @@ def test_runtime_settings_are_read_and_checked() -> None:
 
 
 def test_search_queries_have_their_own_runtime_setting() -> None:
-    assert query_runtime(load_settings({}).mem) == "onnx-int8", "auto: int8 queries over fp32 memories"
+    assert query_runtime(load_settings({}).mem) == "onnx", "by default queries run as memories do"
     assert query_runtime(load_settings({"NUBASE_MEM_EMBEDDING_RUNTIME": "torch"}).mem) == "torch"
-    assert query_runtime(load_settings({"NUBASE_MEM_EMBEDDING_RUNTIME": "onnx-int8"}).mem) == "onnx-int8"
-    same = load_settings({"NUBASE_MEM_EMBEDDING_QUERY_RUNTIME": "onnx"}).mem
-    assert (same.embedding_runtime, query_runtime(same)) == ("onnx", "onnx")
+    split = load_settings({"NUBASE_MEM_EMBEDDING_QUERY_RUNTIME": "onnx-int8"}).mem
+    assert (split.embedding_runtime, query_runtime(split)) == ("onnx", "onnx-int8")
     with pytest.raises(SettingsError, match="query-runtime"):
         load_settings({"NUBASE_MEM_EMBEDDING_QUERY_RUNTIME": "fp16"})
-    embedder = build_embedder(MemSettings())
+    embedder = build_embedder(split)
     assert isinstance(embedder, LocalEmbedder)
     assert (embedder.runtime, embedder.query_runtime) == ("onnx", "onnx-int8")
 
