@@ -245,7 +245,7 @@ class LocalEmbedder:
         started = time.perf_counter()
         try:
             vectors: np.ndarray | list[np.ndarray]
-            if any(queries):
+            if any(queries) and self.query_runtime != self.runtime:
                 vectors = await loop.run_in_executor(self._executor, self._encode_mixed, texts, queries)
             else:
                 vectors = await loop.run_in_executor(self._executor, self._encode, texts)
