@@ -153,16 +153,15 @@ class LocalEmbedder:
         return self._load().encode(texts)
 
     def _encode_queries(self, texts: list[str]) -> np.ndarray:
-        """Each query in a forward pass of its own on a separate query runtime: int8 quantises a
-        pass's activations over the whole batch, so a query batched with other requests' texts
+        """Queries on the separate query runtime, each in a forward pass of its own: int8 quantises
+        a pass's activations over the whole batch, so a query batched with other requests' texts
         would get a (slightly) different vector than alone, and its results would depend on load."""
-        if self.query_runtime == self.runtime:
-            return self._encode(texts)
         encoder = self._load(self.query_runtime)
         return np.concatenate([encoder.encode([text]) for text in texts])
 
     def _encode_mixed(self, texts: list[str], queries: list[bool]) -> list[np.ndarray]:
-        """The batch's vectors in its order: its queries and its other texts in a pass each."""
+        """The batch's vectors in its order, when queries have a runtime of their own: the other
+        texts in one pass, the queries as `_encode_queries` runs them."""
         out: list[np.ndarray] = [np.empty(0, dtype=np.float32)] * len(texts)
         for is_query, encode in ((False, self._encode), (True, self._encode_queries)):
             at = [i for i, q in enumerate(queries) if q is is_query]
