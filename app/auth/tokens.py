@@ -156,10 +156,6 @@ def _decode_hs256_by(token: str, ring: KeyRing, options: Any) -> tuple[dict[str,
     raise jwt.InvalidSignatureError("no live signing key matches")
 
 
-def _decode_hs256(token: str, ring: KeyRing, options: Any) -> dict[str, Any]:
-    return _decode_hs256_by(token, ring, options)[0]
-
-
 def _verified_api_key(api_key: str, ring: KeyRing, ref: str) -> tuple[str, float]:
     """The key's role, and until when that answer holds (its expiry with the leeway, or the end
     of its signing secret's grace period, whichever is first)."""
@@ -262,7 +258,7 @@ def _decode_user_token(token: str, ring: KeyRing, jwks: jwt.PyJWKSet | None) -> 
     options: Any = {"require": ["exp"], "verify_aud": False}
     try:
         if key is None:
-            return _decode_hs256(token, ring, options)
+            return _decode_hs256_by(token, ring, options)[0]
         claims: dict[str, Any] = jwt.decode(
             token, key, algorithms=[alg], options=options, leeway=LEEWAY_SECONDS
         )
