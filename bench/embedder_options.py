@@ -129,7 +129,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "locomo_dense_recall@10": _dense_recall(encoder, data) if args.recall else None,
         }
     if args.recall and {"onnx", "onnx-int8"} <= set(encoders):
-        # The service's default: memories on onnx (fp32), search queries on onnx-int8.
+        # NUBASE_MEM_EMBEDDING_QUERY_RUNTIME=onnx-int8: memories on onnx (fp32), queries on int8.
         log("onnx memories, onnx-int8 queries: LoCoMo dense recall")
         out["onnx-int8 queries only"] = {
             "locomo_dense_recall@10": _dense_recall(encoders["onnx"], data, encoders["onnx-int8"])
