@@ -42,7 +42,9 @@ class MemSettings:
     embedding_batch_size: int = 64
     # The local model: how it runs (app/providers/local_model.py), on how many threads per
     # forward pass, how many forward passes at once, and how long a lone text waits for company.
-    embedding_runtime: str = "onnx"
+    # onnx-q8 (8 bits per block of 32): LoCoMo fused recall@10 67.65 % against 67.78 % on fp32
+    # (`onnx`), dense 50.68 % on both, and 15-20 % less time a forward pass.
+    embedding_runtime: str = "onnx-q8"
     # The runtime of search queries alone ("same": embedding_runtime). onnx-int8 over fp32
     # memories embeds a question in 2.45 instead of 4.06 ms, but LoCoMo fused recall@10 fell by
     # 0.44-0.57 points in three runs (the issue allows 0.5), so it is an option, not the default.
@@ -451,7 +453,7 @@ def _validate_keys(settings: Settings) -> None:
         raise SettingsError("MEM_JWT_AUDIENCE must not be empty")
 
 
-LOCAL_RUNTIMES = ("onnx-int8", "onnx", "torch", "torch-int8")
+LOCAL_RUNTIMES = ("onnx-q8", "onnx-int8", "onnx", "torch", "torch-int8")
 
 
 def query_runtime(mem: MemSettings) -> str:

@@ -1,6 +1,7 @@
 """`python -m bench.embedder_options`: the local model's runtimes side by side, on one thread.
 
-For each runtime of app/providers/local_model.py (torch fp32, torch int8, ONNX fp32, ONNX int8):
+For each runtime of app/providers/local_model.py (torch fp32, torch int8, ONNX fp32, ONNX 8 bits
+per block, ONNX int8):
 latency of one sentence (p50/p95, the runtimes interleaved sentence by sentence so machine noise
 hits them alike), throughput of batches of 32, agreement with torch fp32 (cosine of the vectors),
 and LoCoMo dense recall@10 by exact search over each conversation's turns (the service's fused
@@ -139,12 +140,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.embedder_options", description=__doc__)
-    p.add_argument("--runtimes", default=",".join(["torch", "torch-int8", "onnx", "onnx-int8"]))
+    p.add_argument("--runtimes", default=",".join(["torch", "torch-int8", "onnx", "onnx-q8", "onnx-int8"]))
     p.add_argument("--sentences", type=int, default=400, help="single-sentence requests per runtime")
     p.add_argument("--batches", type=int, default=10, help="batches of 32 per runtime")
     p.add_argument("--samples", type=int, default=None, help="LoCoMo conversations (default all)")
     p.add_argument("--no-recall", dest="recall", action="store_false")
-    p.add_argument("--batching-runtime", default="onnx", help="the runtime of the micro-batching part")
+    p.add_argument("--batching-runtime", default="onnx-q8", help="the runtime of the micro-batching part")
     p.add_argument("--locomo", type=Path, default=ROOT.parent / "shared" / "bench" / "locomo-dev.json")
     args = p.parse_args(argv)
     args.runtimes = [r for r in args.runtimes.split(",") if r]

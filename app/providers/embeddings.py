@@ -93,7 +93,7 @@ class LocalEmbedder:
         model: str = "all-MiniLM-L6-v2",
         batch_size: int = 64,
         tenant_queue: int = 256,
-        runtime: str = "onnx",
+        runtime: str = "onnx-q8",
         query_runtime: str | None = None,
         threads: int = 1,
         workers: int = 1,

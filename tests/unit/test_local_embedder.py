@@ -28,7 +28,9 @@ def reference() -> np.ndarray:
     return load_encoder("torch", threads=1, batch_size=64, cache_dir=None).encode(SENTENCES)
 
 
-@pytest.mark.parametrize(("runtime", "floor"), [("onnx", 0.9999), ("onnx-int8", 0.95), ("torch-int8", 0.75)])
+@pytest.mark.parametrize(
+    ("runtime", "floor"), [("onnx", 0.9999), ("onnx-q8", 0.999), ("onnx-int8", 0.95), ("torch-int8", 0.75)]
+)
 def test_every_runtime_gives_the_same_normalised_vectors(
     reference: np.ndarray, runtime: str, floor: float
 ) -> None:
@@ -39,9 +41,12 @@ def test_every_runtime_gives_the_same_normalised_vectors(
     assert cosine.min() >= floor, cosine
 
 
-def test_padding_in_a_batch_changes_no_vector() -> None:
-    """A short text batched with a long one is padded; the mask must keep the pads out of the mean."""
-    encoder = load_encoder("onnx", threads=1, batch_size=64, cache_dir=None)
+@pytest.mark.parametrize("runtime", ["onnx", "onnx-q8"])
+def test_padding_in_a_batch_changes_no_vector(runtime: str) -> None:
+    """A short text batched with a long one is padded; the mask must keep the pads out of the mean.
+    On onnx-q8 too: its activations are quantised per block of one token's row, never over the
+    batch, so a text's vector does not depend on what it was batched with."""
+    encoder = load_encoder(runtime, threads=1, batch_size=64, cache_dir=None)
     alone = np.stack([encoder.encode([s])[0] for s in SENTENCES])
     together = encoder.encode(SENTENCES)
     assert np.allclose(alone, together, atol=1e-5)
@@ -50,7 +55,8 @@ def test_padding_in_a_batch_changes_no_vector() -> None:
 def test_the_graph_is_exported_once_into_the_cache_dir(tmp_path: Path) -> None:
     path = ensure_exported(tmp_path, "onnx-int8")
     assert path == onnx_file(tmp_path, "onnx-int8") and path.stat().st_size > 10_000_000
-    assert onnx_file(tmp_path, "onnx").exists()  # both graphs come from one export
+    # every graph comes from one export
+    assert onnx_file(tmp_path, "onnx").exists() and onnx_file(tmp_path, "onnx-q8").exists()
     mtime = path.stat().st_mtime_ns
     assert ensure_exported(tmp_path, "onnx-int8") == path
     assert path.stat().st_mtime_ns == mtime  # not exported again
@@ -69,7 +75,7 @@ def test_runtime_settings_are_read_and_checked() -> None:
     mem = settings.mem
     assert (mem.embedding_runtime, mem.embedding_threads, mem.embedding_workers) == ("torch", 2, 3)
     assert mem.embedding_batch_window_ms == 1.5
-    assert load_settings({}).mem.embedding_runtime == "onnx"  # the default
+    assert load_settings({}).mem.embedding_runtime == "onnx-q8"  # the default
     for env in (
         {"NUBASE_MEM_EMBEDDING_RUNTIME": "tensorrt"},
         {"NUBASE_MEM_EMBEDDING_THREADS": "0"},
@@ -81,15 +87,15 @@ def test_runtime_settings_are_read_and_checked() -> None:
 
 
 def test_search_queries_have_their_own_runtime_setting() -> None:
-    assert query_runtime(load_settings({}).mem) == "onnx", "by default queries run as memories do"
+    assert query_runtime(load_settings({}).mem) == "onnx-q8", "by default queries run as memories do"
     assert query_runtime(load_settings({"NUBASE_MEM_EMBEDDING_RUNTIME": "torch"}).mem) == "torch"
     split = load_settings({"NUBASE_MEM_EMBEDDING_QUERY_RUNTIME": "onnx-int8"}).mem
-    assert (split.embedding_runtime, query_runtime(split)) == ("onnx", "onnx-int8")
+    assert (split.embedding_runtime, query_runtime(split)) == ("onnx-q8", "onnx-int8")
     with pytest.raises(SettingsError, match="query-runtime"):
         load_settings({"NUBASE_MEM_EMBEDDING_QUERY_RUNTIME": "fp16"})
     embedder = build_embedder(split)
     assert isinstance(embedder, LocalEmbedder)
-    assert (embedder.runtime, embedder.query_runtime) == ("onnx", "onnx-int8")
+    assert (embedder.runtime, embedder.query_runtime) == ("onnx-q8", "onnx-int8")
 
 
 async def test_search_queries_run_on_the_query_runtime_and_everything_else_on_the_runtime() -> None:
