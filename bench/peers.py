@@ -8,11 +8,12 @@ user gets). A second mem0 (`mem0+our-embedder`) has this service's local runtime
 its embedder, to show what is left when both sides embed alike.
 
 1. LoCoMo dev (every turn, every category 1-4 question): each turn added to both, one at a time,
-   alternating who goes first; then each question searched on both (top 10, fresh questions: the
-   service's query cache is per tenant and this tenant is new). recall@10, add and search p50/p95.
+   the sides taking turns in blocks of BLOCK operations; then each question searched on both
+   (top 10, fresh questions: the service's query cache is per tenant and this tenant is new).
+   recall@10, add and search p50/p95.
 2. The 100k memories / 1,000 users corpus (bench/corpus.py, vectors of this service's runtime),
    COPY-seeded into both: owner-scoped recall@10 of each side's vector search against exact cosine
-   over the user's memories, and search p50/p95 on fresh queries, alternating.
+   over the user's memories, and search p50/p95 on fresh queries, in blocks as above.
 
 Every figure is also printed as a ratio to mem0's (ours / mem0's).
 """
@@ -26,7 +27,7 @@ import os
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,16 @@ from bench.service import Service, service_environ
 
 MEM0_DB = "mem0_peers"
 TOP_K = 10
+# The sides take turns in blocks: each runs BLOCK operations in a row (as one client would), then
+# the next side the same ones, the order of the sides reversed every block so that machine noise
+# reaches them alike. Before each block, SETTLE_SECONDS of pause, untimed: after a pass, torch's
+# OpenMP threads spin on in this process for ~10 ms, and the next side's timed request lost a core
+# to them. (Our LoCoMo search, 2026-12-01, scratch script: p50 13.3 ms right after a torch pass,
+# 11.4 ms 30 ms after one, 9.9 ms with no torch pass before it; torch told not to spin
+# (OMP_WAIT_POLICY=PASSIVE) is slower itself, 13.0 against 10.1 ms a question, so mem0 keeps the
+# default.)
+BLOCK = 20
+SETTLE_SECONDS = 0.02
 
 
 def _mem0(dsn: str, collection: str, history: Path, *, hnsw: bool = True) -> Any:
@@ -86,6 +97,15 @@ class OurEmbedder:
 
     def embed_batch(self, texts: list[str], memory_action: str = "add") -> list[list[float]]:
         return [[float(x) for x in v] for v in self._encoder.encode(texts)]
+
+
+def blocks(n: int, names: list[str]) -> Iterator[tuple[str, range, bool]]:
+    """(side, operations, whether the block is done with it): operations 0..n-1 in blocks of BLOCK,
+    each block run by every side in turn, in an order reversed block by block."""
+    for b, start in enumerate(range(0, n, BLOCK)):
+        order = list(reversed(names)) if b % 2 == 0 else names
+        for k, name in enumerate(order):
+            yield name, range(start, min(n, start + BLOCK)), k == len(order) - 1
 
 
 def _timed(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, float]:
@@ -142,9 +162,10 @@ async def _locomo_adds(
     client: httpx.AsyncClient, mems: dict[str, Any], sides: dict[str, Side], adds: list[dict[str, Any]]
 ) -> None:
     with Progress("peers/locomo-add", len(adds), unit="turns") as progress:
-        for i, body in enumerate(adds):
-            names = list(sides) if i % 2 else list(reversed(sides))  # alternate who goes first
-            for name in names:
+        for name, block, last in blocks(len(adds), list(sides)):
+            await asyncio.sleep(SETTLE_SECONDS)
+            for i in block:
+                body = adds[i]
                 dia = body["metadata"]["dia_id"]
                 if name == "ours":
                     answer, ms = await _timed_post(client, "/mem/v1/memories", body)
@@ -159,16 +180,19 @@ async def _locomo_adds(
                 sides[name].add_ms.append(ms)
                 for result in answer.get("results", []):
                     sides[name].dias[str(result["id"])] = dia
-            progress.advance()
+            if last:
+                progress.advance(len(block))
 
 
 async def _locomo_searches(
     client: httpx.AsyncClient, mems: dict[str, Any], sides: dict[str, Side], items: list[dict[str, Any]]
 ) -> None:
+    found: dict[str, dict[int, set[str]]] = {name: {} for name in sides}
     with Progress("peers/locomo-search", len(items), unit="questions") as progress:
-        for i, item in enumerate(items):
-            names = list(sides) if i % 2 else list(reversed(sides))
-            for name in names:
+        for name, block, last in blocks(len(items), list(sides)):
+            await asyncio.sleep(SETTLE_SECONDS)
+            for i in block:
+                item = items[i]
                 if name == "ours":
                     body = {"query": item["question"], "user_id": item["sample_id"], "top_k": TOP_K}
                     answer, ms = await _timed_post(
@@ -184,8 +208,11 @@ async def _locomo_searches(
                 side = sides[name]
                 side.search_ms.append(ms)
                 ids = [str(r["id"]) for r in answer.get("results", [])[:TOP_K]]
-                side.found.append({side.dias[x] for x in ids if x in side.dias})
-            progress.advance()
+                found[name][i] = {side.dias[x] for x in ids if x in side.dias}
+            if last:
+                progress.advance(len(block))
+    for name, side in sides.items():  # in question order, as _recall reads them
+        side.found = [found[name][i] for i in range(len(items))]
 
 
 async def run_locomo(
@@ -293,10 +320,12 @@ async def run_corpus(
                 got["mem0"].append([mem0_row[str(r.id)] for r in found if str(r.id) in mem0_row])
                 progress.advance()
         # Latency: each distinct query once (fresh to the service's cache), the whole search API.
+        users = [rng.choice(case.users) for _ in queries]
         with Progress("peers/corpus/search", len(queries), unit="queries") as progress:
-            for i, query in enumerate(queries):
-                user = rng.choice(case.users)
-                for name in ("ours", "mem0") if i % 2 else ("mem0", "ours"):
+            for name, block, last in blocks(len(queries), ["ours", "mem0"]):
+                await asyncio.sleep(SETTLE_SECONDS)
+                for i in block:
+                    query, user = queries[i], users[i]
                     if name == "ours":
                         body = {"query": query, "user_id": user, "top_k": TOP_K}
                         _, ms = await _timed_post(client, "/mem/v1/search", body)
@@ -305,7 +334,8 @@ async def run_corpus(
                             lambda u=user, q=query: mem.search(q, filters={"user_id": u}, top_k=TOP_K)
                         )
                     times[name].append(ms)
-                progress.advance()
+                if last:
+                    progress.advance(len(block))
     return {
         "memories": len(case.texts),
         "users": len(case.users),
