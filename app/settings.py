@@ -43,7 +43,7 @@ class MemSettings:
     # The local model: how it runs (app/providers/local_model.py), on how many threads per
     # forward pass, how many forward passes at once, and how long a lone text waits for company.
     # onnx-q8 (8 bits per block of 32): LoCoMo fused recall@10 67.65 % against 67.78 % on fp32
-    # (`onnx`), dense 50.68 % on both, and 15-20 % less time a forward pass.
+    # (`onnx`), dense 50.68 % on both, and 20-30 % less time a forward pass.
     embedding_runtime: str = "onnx-q8"
     # The runtime of search queries alone ("same": embedding_runtime). onnx-int8 over fp32
     # memories embeds a question in 2.45 instead of 4.06 ms, but LoCoMo fused recall@10 fell by

@@ -6,7 +6,7 @@ Five ways to run the same weights, one setting apart (nubase.mem.embedding.runti
   torch (cosine 1.0000), 2.7x faster per sentence on one thread (issue 13);
   `onnx-q8` (default): the same graph with its MatMul weights in 8 bits per block of 32 inputs,
   and the activations quantised per block at run time (min cosine to fp32 0.9998, the same LoCoMo
-  dense recall), 15-20 % faster a forward pass;
+  dense recall), 20-30 % less time a forward pass;
   `onnx-int8`: MatMul weights in int8 per channel and one activation scale per pass: 5x faster
   than torch, but LoCoMo fused recall@10 0.8 points lower, so not the default.
   The graphs are exported once, by `python -m app.providers.onnx_export` (run by `make setup`,
