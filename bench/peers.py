@@ -125,9 +125,7 @@ def _timed_post(
     own SDK (`MemoryClient`) sends with. The same LoCoMo searches, interleaved (scratch script,
     2026-12-01): p50 10.2 ms through httpx.Client, 11.0-11.2 through httpx.AsyncClient (which
     this bench used before), 9.1-9.2 through a bare socket: the client's own share of the time."""
-    started = time.perf_counter()
-    r = client.post(path, json=body)
-    elapsed = (time.perf_counter() - started) * 1000
+    r, elapsed = _timed(client.post, path, json=body)
     r.raise_for_status()
     if server is not None:
         for name, ms in parse_server_timing(r.headers.get("server-timing")).items():
