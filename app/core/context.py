@@ -62,13 +62,15 @@ class MemoryDeps:
         """`embedding`'s vectors and `work`'s result, the two overlapped when that is safe.
 
         `work` is database work that needs no vector (opening the transaction, reading the
-        config...). When the local model is idle, the texts start on it at once and are done
-        within one forward pass (~5 ms a sentence), so `work` runs meanwhile. Otherwise (a remote
-        provider, or a queue in front of the model) the texts are embedded first, so a slow or
-        failing provider never holds a pooled connection. If `work` fails, the embedding is
-        cancelled.
+        config...). When the local model takes this tenant's texts within one short pass (it is
+        idle, or shared and this tenant has nothing waiting: LocalEmbedder.starts_soon), they
+        are done within a pass or two (~5 ms a sentence), so `work` runs meanwhile. Otherwise (a
+        remote provider, or this tenant's own queue in front of the model) the texts are
+        embedded first, so a slow or failing provider never holds a pooled connection. If `work`
+        fails, the embedding is cancelled.
         """
-        overlap = getattr(self.embedder, "idle", False) is True
+        starts_soon = getattr(self.embedder, "starts_soon", None)
+        overlap = starts_soon is not None and starts_soon(self.tenant_ref) is True
         embedded = asyncio.ensure_future(embedding)
         if not overlap:
             return await embedded, await work()

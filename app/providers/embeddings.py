@@ -81,8 +81,9 @@ class LocalEmbedder:
     throughput comes from; with `batch_window_ms` > 0, after a batch of several texts the next
     one waits that long for company (callers under load send again a moment later).
     Each tenant has its own bounded queue and batches are dealt round robin across tenants
-    (FairQueue), and they are short while tenants share the model: another tenant's flood
-    delays a query by the running batch and its own (both short), never by the flood's backlog.
+    (FairQueue, where a tenant with nothing waiting is served next), and while tenants share the
+    model a forward pass takes one text: another tenant's flood delays a query by one short
+    pass, never by the flood's backlog.
     """
 
     name = "local"
@@ -108,9 +109,11 @@ class LocalEmbedder:
         self._threads = threads
         self._window = batch_window_ms / 1000
         self._cache_dir = Path(onnx_cache_dir) if onnx_cache_dir else None
-        # 4 of 64. Measured with `python -m bench --only noisy` on 2 loaded cores: 8 gave the
-        # quiet tenant p95 x4.4 of idle, 4 gave x3.4 with no loss of the flooder's throughput.
-        self._shared_batch_size = max(1, batch_size // 16)
+        # While tenants share the model. `python -m bench --only noisy` on 2 cores, three runs
+        # each: the quiet tenant's p95 during the flood was 60-67 ms with 4 texts a pass, ~50 with
+        # 2 and 40-45 with 1 (10-14 idle), and the flooder got as many answers (its rate limits
+        # bound it, not the model).
+        self._shared_batch_size = 1
         self._last_seen: dict[str, float] = {}  # tenant -> when it last queued texts
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="embedder")
         self._slots = asyncio.Semaphore(workers)
@@ -127,6 +130,14 @@ class LocalEmbedder:
     def idle(self) -> bool:
         """Nothing queued and no forward pass running: a text queued now starts at once."""
         return not len(self._queue) and not self._running
+
+    def starts_soon(self, tenant: str) -> bool:
+        """Whether a text the tenant queues now is on the model within one short pass: the model
+        is idle, or the tenant has nothing waiting (so FairQueue serves it next) and the pass
+        running is of one text (the model is shared)."""
+        if self.idle:
+            return True
+        return not self._queue.waiting(tenant) and self._last_batch <= self._shared_batch_size
 
     def _load(self, runtime: str | None = None) -> Encoder:
         runtime = runtime or self.runtime

@@ -1,9 +1,11 @@
-"""The search path opens its transaction while an idle local model embeds the query, and only then.
+"""The search path opens its transaction while the local model embeds the query, when the model
+takes the query within one short pass.
 
-app.search.service._embed_and_configure: with the local model idle the round trips that need no
-vector (acquire, BEGIN, claims, config, then the lexemes and owner size retrieval reads) run during
-the forward pass; with a queue in front of the
-model, or a remote provider, the query is embedded before any connection is held.
+app.search.service._embed_and_configure: with the local model idle, or shared and this tenant
+with nothing waiting (LocalEmbedder.starts_soon), the round trips that need no vector (acquire,
+BEGIN, claims, config, then the lexemes and owner size retrieval reads) run during the forward
+pass; behind a long pass or this tenant's own queue, or with a remote provider, the query is
+embedded before any connection is held.
 """
 
 from __future__ import annotations
@@ -104,12 +106,13 @@ async def test_an_idle_local_model_overlaps_the_transaction_with_the_forward_pas
         await model.close()
 
 
-async def test_a_busy_model_embeds_first_so_no_connection_waits_in_its_queue() -> None:
+async def test_behind_a_long_pass_the_model_embeds_first_so_no_connection_waits() -> None:
     model = _SlowModel()
     try:
-        busy = asyncio.create_task(model.embed(["someone else's text"]))
+        # One tenant's batch of ten texts in one pass: the model is not shared.
+        busy = asyncio.create_task(model.embed([f"text {i}" for i in range(10)], tenant="other"))
         await asyncio.sleep(0.005)
-        assert not model.idle
+        assert not model.idle and not model.starts_soon("t1")
         deps = _Deps(model)
         _, config, started = await _run(deps)
         await busy
@@ -117,6 +120,46 @@ async def test_a_busy_model_embeds_first_so_no_connection_waits_in_its_queue() -
         assert deps.opened_at is not None
         assert deps.opened_at - started >= FORWARD_PASS_SECONDS, "opened only after the vector"
         assert model.idle
+    finally:
+        await model.close()
+
+
+async def test_behind_its_own_waiting_texts_a_tenant_embeds_first() -> None:
+    model = _SlowModel()
+    try:
+        others = asyncio.create_task(model.embed(["another tenant's text"], tenant="other"))
+        await asyncio.sleep(0.005)
+        mine = asyncio.create_task(model.embed(["my earlier text"], tenant="t1"))
+        await asyncio.sleep(0.001)
+        assert not model.starts_soon("t1") and model.starts_soon("third")
+        deps = _Deps(model)
+        _, config, started = await _run(deps)
+        await asyncio.gather(others, mine)
+        assert config == "config"
+        assert deps.opened_at is not None
+        assert deps.opened_at - started >= FORWARD_PASS_SECONDS, "opened only after the vector"
+    finally:
+        await model.close()
+
+
+async def test_a_shared_model_overlaps_a_quiet_tenants_transaction_with_the_wait(
+    prepared: list[float],
+) -> None:
+    model = _SlowModel()
+    try:
+        # Another tenant's one-text pass is running: t1's query is next, one short pass away.
+        busy = asyncio.create_task(model.embed(["another tenant's text"], tenant="other"))
+        await asyncio.sleep(0.005)
+        assert not model.idle and model.starts_soon("t1")
+        deps = _Deps(model)
+        vector, config, started = await _run(deps)
+        await busy
+        assert config == "config" and vector.shape == (384,)
+        assert deps.opened_at is not None
+        assert deps.opened_at - started < FORWARD_PASS_SECONDS / 2, "opened while waiting"
+        assert len(prepared) == 1 and prepared[0] - started < FORWARD_PASS_SECONDS / 2
+        # Its query was the pass right after the running one, not behind anything else.
+        assert time.perf_counter() - started < 2.5 * FORWARD_PASS_SECONDS
     finally:
         await model.close()
 
