@@ -70,6 +70,11 @@ def _check_dims(vectors: list[Vector], expected: int, provider: str) -> list[Vec
 
 # How long a tenant counts as a user of the local model after it last queued texts.
 SHARED_WINDOW_SECONDS = 2.0
+# Texts in a forward pass while tenants share the model. `python -m bench --only noisy` on 2 cores,
+# three runs each: the quiet tenant's p95 during the flood was 60-67 ms with 4 texts a pass, ~50
+# with 2 and 40-45 with 1 (10-14 idle), and the flooder got as many answers (its rate limits bound
+# it, not the model).
+SHARED_BATCH_SIZE = 1
 
 
 class LocalEmbedder:
@@ -109,11 +114,6 @@ class LocalEmbedder:
         self._threads = threads
         self._window = batch_window_ms / 1000
         self._cache_dir = Path(onnx_cache_dir) if onnx_cache_dir else None
-        # While tenants share the model. `python -m bench --only noisy` on 2 cores, three runs
-        # each: the quiet tenant's p95 during the flood was 60-67 ms with 4 texts a pass, ~50 with
-        # 2 and 40-45 with 1 (10-14 idle), and the flooder got as many answers (its rate limits
-        # bound it, not the model).
-        self._shared_batch_size = 1
         self._last_seen: dict[str, float] = {}  # tenant -> when it last queued texts
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="embedder")
         self._slots = asyncio.Semaphore(workers)
@@ -137,7 +137,7 @@ class LocalEmbedder:
         running is of one text (the model is shared)."""
         if self.idle:
             return True
-        return not self._queue.waiting(tenant) and self._last_batch <= self._shared_batch_size
+        return not self._queue.waiting(tenant) and self._last_batch <= SHARED_BATCH_SIZE
 
     def _load(self, runtime: str | None = None) -> Encoder:
         runtime = runtime or self.runtime
@@ -245,7 +245,7 @@ class LocalEmbedder:
         for tenant in [t for t, seen in self._last_seen.items() if now - seen > SHARED_WINDOW_SECONDS]:
             del self._last_seen[tenant]
         shared = len(self._last_seen) > 1 or self._queue.tenants > 1
-        return self._shared_batch_size if shared else self._batch_size
+        return SHARED_BATCH_SIZE if shared else self._batch_size
 
     async def _encode_batch(
         self, loop: asyncio.AbstractEventLoop, batch: list[tuple[str, asyncio.Future[Vector], bool]]
