@@ -71,7 +71,7 @@ def _check_dims(vectors: list[Vector], expected: int, provider: str) -> list[Vec
 # How long a tenant counts as a user of the local model after it last queued texts.
 SHARED_WINDOW_SECONDS = 2.0
 # Texts in a forward pass while tenants share the model. `python -m bench --only noisy` on 2 cores,
-# three runs each: the quiet tenant's p95 during the flood was 60-67 ms with 4 texts a pass, ~50
+# three runs each: the quiet tenant's p95 during the flood was 59-67 ms with 4 texts a pass, ~50
 # with 2 and 40-45 with 1 (10-14 idle), and the flooder got as many answers (its rate limits bound
 # it, not the model).
 SHARED_BATCH_SIZE = 1
